@@ -1,0 +1,162 @@
+"""The ``medgan`` command: environment check, data management, notebook runs, benchmarks."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+# What `medgan data fetch --all` prefetches for an offline workshop: every file the
+# notebooks load by default, plus 64 px PneumoniaMNIST for GPU runs of notebook 03.
+COURSE_FILES = [("pneumoniamnist", 28), ("breastmnist", 28), ("busi", 128), ("pneumoniamnist", 64)]
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def cmd_env(args) -> int:
+    from .envinfo import environment_report, format_report
+
+    rep = environment_report()
+    _print_json(rep) if args.json else print(format_report(rep))
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from .data import available_datasets, supported_sizes
+
+    rows = [{"name": k, "kind": v, "sizes": list(supported_sizes(k)) or "any >= 8"} for k, v in available_datasets().items()]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            sizes = r["sizes"] if isinstance(r["sizes"], str) else ", ".join(map(str, r["sizes"]))
+            print(f"{r['name']:<16} {sizes:<18} {r['kind']}")
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from .data import dataset_info
+
+    size = args.size or (128 if args.name.lower() == "busi" else 28)
+    info = dataset_info(args.name, size)
+    if args.json:
+        _print_json(info)
+        return 0
+    for k, v in info.items():
+        print(f"{k:<18} {v}")
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from .data import DataError, check_file, ensure_file, file_spec
+
+    if args.all:
+        targets = list(COURSE_FILES)
+    elif args.names:
+        targets = [(n, args.size or (128 if n.lower() == "busi" else 28)) for n in args.names]
+    else:
+        print("Name at least one dataset, or use --all (see `medgan data list`).", file=sys.stderr)
+        return 2
+    failed = 0
+    for name, size in targets:
+        try:
+            spec = file_spec(name, size)
+            before = check_file(spec)["status"]
+            path = ensure_file(name, size, force=args.force)
+            state = "already present, verified" if before == "verified" and not args.force else "downloaded, verified"
+            print(f"ok      {name:<16} {size:>4} px  {path}  ({state})")
+        except DataError as err:
+            failed += 1
+            print(f"FAILED  {name:<16} {size:>4} px  {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_run(args) -> int:
+    from .runner import format_summary, parse_value, resolve_notebooks, run_notebooks
+
+    params = {k: parse_value(v) for k, v in (args.param or [])}
+    try:
+        paths = resolve_notebooks(args.notebooks)
+    except FileNotFoundError as err:
+        print(err, file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    rows = run_notebooks(paths, out, params, fast=args.fast, timeout=args.timeout)
+    print()
+    print(format_summary(rows))
+    print(f"executed notebooks and results.json files are in {out.resolve()}")
+    from .io import atomic_write_json
+
+    atomic_write_json(out / "summary.json", rows)
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_dcgan_bench
+
+    res = run_dcgan_bench(size=args.size, batch=args.batch, device=args.device, channels=args.channels,
+                          seconds=args.seconds)
+    _print_json(res)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medgan", description="MedGAN Course: environment, data, notebook runs, benchmarks.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("env", help="versions, device, threads and which datasets are ready offline")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_env)
+
+    d = sub.add_parser("data", help="list, inspect and prefetch datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dl = dsub.add_parser("list", help="datasets the course can load")
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=cmd_data_list)
+    di = dsub.add_parser("info", help="per-split counts, channels, real or phantom, path, checksum")
+    di.add_argument("name")
+    di.add_argument("--size", type=int, default=None, help="image size (default 28; busi 128)")
+    di.add_argument("--json", action="store_true")
+    di.set_defaults(func=cmd_data_info)
+    df = dsub.add_parser("fetch", help="download and verify datasets for offline use")
+    df.add_argument("names", nargs="*")
+    df.add_argument("--size", type=int, default=None)
+    df.add_argument("--all", action="store_true", help="every file the course notebooks use")
+    df.add_argument("--force", action="store_true", help="re-download even if a file is present")
+    df.set_defaults(func=cmd_data_fetch)
+
+    r = sub.add_parser("run", help="execute notebooks with papermill and print a summary")
+    r.add_argument("notebooks", nargs="*", help="paths, names or number prefixes (default: all, in order)")
+    r.add_argument("--fast", action="store_true", help="fast mode (FAST=True)")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="notebook parameter")
+    r.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
+    r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="throughput benchmarks")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bd = bsub.add_parser("dcgan", help="DCGAN training img/s: our trainer vs the classic tutorial loop")
+    bd.add_argument("--size", type=int, default=64)
+    bd.add_argument("--batch", type=int, default=128)
+    bd.add_argument("--device", default=None)
+    bd.add_argument("--channels", type=int, default=1)
+    bd.add_argument("--seconds", type=float, default=None, help="timed seconds per implementation")
+    bd.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    from .data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, RuntimeError, ValueError) as err:
+        print(f"medgan: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Record a notebook's headline numbers in a machine-readable ``results.json``.
+
+Every notebook ends by calling :func:`record_results`. The file goes to
+``$MEDGAN_RESULTS_DIR/results.json`` (``medgan run`` sets this to the folder of
+the executed notebook), else to ``runs/<notebook>/results.json`` under the
+current directory. Values may be plain numbers or ``{"mean", "ci95", "n", ...}``
+dicts from :func:`mean_ci`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_write_json
+
+
+def results_path(notebook: str) -> Path:
+    """Where :func:`record_results` writes for ``notebook``."""
+    env = os.environ.get("MEDGAN_RESULTS_DIR")
+    folder = Path(env) if env else Path.cwd() / "runs" / notebook
+    return folder / "results.json"
+
+
+def mean_ci(values, confidence: float = 0.95) -> dict:
+    """Mean and a Student-t confidence half-width of ``values`` (several seeds or runs).
+
+    Returns ``{"mean", "ci95", "std", "n", "values"}``; with one value the
+    half-width is ``None`` (one run gives no interval).
+    """
+    arr = np.asarray([float(v) for v in values], dtype=float)
+    n = int(arr.size)
+    if n == 0:
+        raise ValueError("mean_ci needs at least one value.")
+    mean = float(arr.mean())
+    if n == 1:
+        return {"mean": mean, "ci95": None, "std": None, "n": 1, "values": arr.tolist()}
+    std = float(arr.std(ddof=1))
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    return {"mean": mean, "ci95": half, "std": std, "n": n, "values": arr.tolist()}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, dict) and "mean" in value:
+        if value.get("ci95") is None:
+            return f"{value['mean']:.4g} (n={value.get('n', 1)})"
+        return f"{value['mean']:.4g} ± {value['ci95']:.2g} (95% CI, n={value['n']})"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None = None, show: bool = True) -> dict:
+    """Write ``metrics`` (and run context) to ``results.json`` atomically, and show them.
+
+    Args:
+        notebook: the notebook's short name, e.g. ``"03_dcgan"``.
+        metrics: headline numbers, JSON-serialisable (numbers, strings, lists, :func:`mean_ci` dicts).
+        cfg: the notebook's :class:`~medgan_utils.settings.Settings`, for mode, device and seed.
+        params: the notebook's parameters as run (so a sweep can be read back).
+    Returns the full record that was written.
+    """
+    import torch
+
+    from .data import datasets_used
+
+    record = {
+        "notebook": notebook,
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": getattr(cfg, "mode", None),
+        "device": str(getattr(cfg, "device", "")) or None,
+        "seed": getattr(cfg, "seed", None),
+        "params": params or {},
+        "datasets": datasets_used(),
+        "metrics": metrics,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+    }
+    if cfg is not None and getattr(cfg, "device", None) is not None and cfg.device.type == "cuda":
+        record["machine"]["gpu"] = torch.cuda.get_device_name(cfg.device)
+    path = results_path(notebook)
+    atomic_write_json(path, record)
+    if show:
+        _show(record, path)
+    return record
+
+
+def _show(record: dict, path: Path) -> None:
+    rows = [(k, _fmt(v)) for k, v in record["metrics"].items()]
+    used = ", ".join(f"{k} → {v['used']} ({v['source']})" for k, v in record["datasets"].items()) or "none"
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+
+        if get_ipython() is not None:
+            body = "".join(f"<tr><td style='text-align:left'>{k}</td><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
+            display(HTML(
+                f"<b>Results recorded</b> ({record['mode']} mode, {record['device']}, data: {used})"
+                f"<table><tr><th>metric</th><th>value</th></tr>{body}</table><small>written to {path}</small>"
+            ))
+            return
+    except Exception:  # pragma: no cover
+        pass
+    print(f"Results recorded ({record['mode']} mode, {record['device']}, data: {used}) -> {path}")
+    for k, v in rows:
+        print(f"  {k:<40} {v}")

@@ -1,0 +1,64 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from medgan_utils.runner import format_summary, parse_value, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_parse_value():
+    assert parse_value("3") == 3 and parse_value("2e-4") == 2e-4 and parse_value("True") is True
+    assert parse_value("none") is None and parse_value("(0.5, 0.999)") == (0.5, 0.999)
+    assert parse_value("pneumoniamnist") == "pneumoniamnist"
+
+
+def _tiny_notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("FAST = None\nSEED = 0\nX = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# tiny"), params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_parameter_override_reaches_the_notebook(tmp_path):
+    nb = _tiny_notebook(tmp_path / "99_tiny.ipynb", (
+        "from medgan_utils import setup, record_results\n"
+        "cfg = setup(FAST=FAST, DEVICE='cpu', SEED=SEED)\n"
+        "record_results('99_tiny', {'twice_x': X * 2, 'fast': cfg.fast}, cfg=cfg, params={'X': X})"))
+    row = run_notebook(nb, tmp_path / "out", parameters={"X": 21, "SEED": 5}, fast=True)
+    assert row["status"] == "ok", row
+    res = json.loads((tmp_path / "out" / "99_tiny" / "results.json").read_text())
+    assert res["metrics"] == {"twice_x": 42, "fast": True} and res["seed"] == 5 and res["params"] == {"X": 21}
+    executed = nbformat.read(tmp_path / "out" / "99_tiny" / "99_tiny.ipynb", as_version=4)
+    tags = [c.metadata.get("tags", []) for c in executed.cells]
+    assert ["injected-parameters"] in tags
+    assert "99_tiny" in format_summary([row])
+
+
+def test_failing_notebook_is_reported_not_raised(tmp_path):
+    nb = _tiny_notebook(tmp_path / "98_broken.ipynb", "raise ValueError('boom in cell')")
+    row = run_notebook(nb, tmp_path / "out")
+    assert row["status"] == "FAILED" and "boom in cell" in row["error"]
+    assert "FAILED" in format_summary([row])
+
+
+def test_cli_run_setup_notebook_with_parameter(tmp_path):
+    if not (ROOT / "notebooks" / "00_setup.ipynb").exists():
+        pytest.fail("notebooks/00_setup.ipynb is missing")
+    env = dict(os.environ)
+    res = subprocess.run([sys.executable, "-m", "medgan_utils.cli", "run", "00", "--fast", "-p", "SEED", "7",
+                          "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "00_setup" in res.stdout and "0 failed" in res.stdout
+    rec = json.loads((tmp_path / "00_setup" / "results.json").read_text())
+    assert rec["seed"] == 7 and rec["mode"] == "fast"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary[0]["status"] == "ok" and summary[0]["seconds"] > 0
