@@ -53,6 +53,8 @@ def test_standard_closing(nb):
     assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in hidden)
     for stub in stubs:
         assert "raises-exception" in stub.metadata.get("tags", []), "exercise stubs must be tagged raises-exception"
+    raw = [i for i, c in enumerate(book.cells) if c.cell_type == "code" and "raise NotImplementedError" in c.source]
+    assert not raw, f"{path.name}: cells {raw} raise directly; use medgan_utils.exercises.student_exercise so papermill runs pass"
     src = "\n".join(c.source for c in book.cells if c.cell_type == "code")
     assert "record_results(" in src and "setup(" in src
     hard_coded = re.findall(r"\.cuda\(\)|device\s*=\s*[\"']cuda|torch\.device\([\"']cuda", src)
