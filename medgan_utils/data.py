@@ -431,14 +431,22 @@ def _busi_class_labels(raw, split: str, imgs: np.ndarray) -> np.ndarray:
     return np.array([1 if hashlib.md5(im.tobytes()).hexdigest() in malignant else 0 for im in imgs], dtype=np.int64)
 
 
+_ANNOUNCED: set = set()
+
+
 def _announce_fallback(name: str, size: int, reason: str, fix: str) -> None:
+    """Banner (stderr + notebook) and a warning, once per dataset and size in a process."""
+    if (name, size) in _ANNOUNCED:
+        print(f"[phantom fallback still in use for {name} ({size} px); fix: {fix}]", file=sys.stderr, flush=True)
+        return
+    _ANNOUNCED.add((name, size))
     msg = (
         f"USING SYNTHETIC PHANTOM DATA instead of {name} ({size} px): {reason} "
         f"Results below are NOT medical results. Fix: {fix}"
     )
     banner = "!" * 78
     print(f"{banner}\n{msg}\n{banner}", file=sys.stderr, flush=True)
-    warnings.warn(msg, PhantomFallbackWarning, stacklevel=3)
+    warnings.warn(msg, PhantomFallbackWarning, stacklevel=5)
     try:  # a coloured banner in notebooks; plain text elsewhere
         from IPython import get_ipython
         from IPython.display import HTML, display
@@ -503,8 +511,9 @@ def load_dataset(
     if cache_key in _CACHE:
         ds = _CACHE[cache_key]
     else:
-        ds = _load_uncached(key, kind, split, size, as_rgb, download, phantom_seed)
-        _CACHE[cache_key] = ds
+        ds = _load_uncached(key, kind, split, size, as_rgb, download, phantom_seed, n)
+        if ds.is_real or n is None:  # a shortened phantom set is not cached as the whole split
+            _CACHE[cache_key] = ds
     _USED[key] = {"used": ds.used, "size": size, "source": ds.source,
                   "checksum": ds.info.get("checksum"), "variant": ds.info.get("variant")}
     if n is not None:
@@ -514,10 +523,10 @@ def load_dataset(
     return ds
 
 
-def _load_uncached(key, kind, split, size, as_rgb, download, phantom_seed) -> ImageSet:
+def _load_uncached(key, kind, split, size, as_rgb, download, phantom_seed, n=None) -> ImageSet:
     channels = 3 if as_rgb else 1
     if kind == PHANTOM:
-        return _phantom_set(PHANTOM, split, size, channels, None, phantom_seed)
+        return _phantom_set(PHANTOM, split, size, channels, n, phantom_seed)
     spec = file_spec(key, size)
     root = data_dir()
     status = check_file(spec, root)
@@ -536,7 +545,7 @@ def _load_uncached(key, kind, split, size, as_rgb, download, phantom_seed) -> Im
                 ) from err
             if kind == "medmnist":
                 channels = 3 if (as_rgb or _medmnist_info()[key]["n_channels"] == 3) else 1
-            ds = _phantom_set(key, split, size, channels, None, phantom_seed)
+            ds = _phantom_set(key, split, size, channels, n, phantom_seed)
             _announce_fallback(key, size, f"{spec.filename} is not in {root} and could not be downloaded.",
                                spec.fetch_command)
             ds.info["fallback_reason"] = str(err)

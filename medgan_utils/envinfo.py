@@ -5,7 +5,7 @@ import os
 import platform
 import sys
 
-from .settings import data_dir, env_flag, get_device
+from .settings import data_dir, device_name, env_flag, get_device
 
 
 def environment_report(datasets=None) -> dict:
@@ -15,7 +15,6 @@ def environment_report(datasets=None) -> dict:
         datasets: ``(name, size)`` pairs to check; default: the course's main sets
             (PneumoniaMNIST and BreastMNIST at 28 px, BUSI at 128 px).
     """
-    import medmnist
     import numpy
     import torch
     import torchvision
@@ -32,12 +31,15 @@ def environment_report(datasets=None) -> dict:
         props = torch.cuda.get_device_properties(0)
         gpu = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
                "bf16": bool(torch.cuda.is_bf16_supported()), "count": torch.cuda.device_count()}
-    try:
-        import medsegbench  # noqa: F401
+    from importlib.metadata import PackageNotFoundError, version
 
-        msb = getattr(medsegbench, "__version__", "installed")
-    except ImportError:
-        msb = None
+    def _version(dist):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    msb = _version("medsegbench")
     checks = []
     for name, size in datasets or [("pneumoniamnist", 28), ("breastmnist", 28), ("busi", 128)]:
         spec = file_spec(name, size)
@@ -49,9 +51,10 @@ def environment_report(datasets=None) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "numpy": numpy.__version__, "medmnist": getattr(medmnist, "__version__", "installed"),
+                     "numpy": numpy.__version__, "medmnist": _version("medmnist"), "papermill": _version("papermill"),
                      "medsegbench": msb},
         "device": str(device) if device is not None else None,
+        "device_name": device_name(device) if device is not None else None,
         "device_error": device_error,
         "gpu": gpu,
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
@@ -71,7 +74,7 @@ def format_report(rep: dict) -> str:
     lines = [
         f"python        {rep['python']}  ({rep['platform']})",
         "packages      " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()),
-        f"device        {rep['device'] or 'ERROR: ' + str(rep['device_error'])}",
+        f"device        {rep['device'] + ' (' + str(rep['device_name']) + ')' if rep['device'] else 'ERROR: ' + str(rep['device_error'])}",
         f"gpu           {rep['gpu']['name'] + ' (' + str(rep['gpu']['memory_gib']) + ' GiB, bf16=' + str(rep['gpu']['bf16']) + ')' if rep['gpu'] else 'none'}",
         f"threads       {rep['torch_threads']} torch threads, {rep['cpu_count']} CPUs",
         f"mode          {'FAST' if rep['fast_mode'] else 'full'}; require real data: {rep['require_real_data']}; offline: {rep['offline']}",

@@ -17,6 +17,7 @@ from tests.helpers import require_real
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     data._CACHE.clear()
+    data._ANNOUNCED.clear()
     yield
     data._CACHE.clear()
 
@@ -108,6 +109,11 @@ def test_missing_offline_falls_back_to_phantom_loudly(empty_offline, capsys):
     assert ds.images.shape[1:] == (1, 28, 28) and len(ds) == 4708
     assert "medgan data fetch pneumoniamnist --size 28" in capsys.readouterr().err
     assert data.datasets_used()["pneumoniamnist"]["used"] == "phantom"
+    # the banner is shown once per dataset; later splits only get a one-line reminder
+    small = load_dataset("pneumoniamnist", "val", n=16)
+    assert len(small) == 16 and small.used == "phantom"
+    err = capsys.readouterr().err
+    assert "USING SYNTHETIC" not in err and "phantom fallback still in use for pneumoniamnist" in err
 
 
 def test_require_real_data_raises_with_url_md5_and_command(empty_offline, monkeypatch):
