@@ -214,7 +214,7 @@ def run_dcgan_bench(size: int = 64, batch: int = 128, device=None, channels: int
         "precision": ours.precision,
         "reference_precision": "fp32",
         "channels_last": ours.channels_last,
-        "compile": bool(compile),
+        "compile": compile if isinstance(compile, str) else bool(compile),
         "first_step_s": round(first_step_s, 2),
         "windows": {k: [round(v, 1) for v in vals] for k, vals in rates.items()},
         "steps_per_window": {"ours": n_ours, "reference": n_ref},

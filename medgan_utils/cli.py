@@ -96,8 +96,9 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_dcgan_bench
 
+    compile_mode = {"off": False, "on": True}.get(args.compile, args.compile)
     res = run_dcgan_bench(size=args.size, batch=args.batch, device=args.device, channels=args.channels,
-                          seconds=args.seconds)
+                          seconds=args.seconds, precision=args.precision, compile=compile_mode)
     _print_json(res)
     return 0
 
@@ -143,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--device", default=None)
     bd.add_argument("--channels", type=int, default=1)
     bd.add_argument("--seconds", type=float, default=None, help="timed seconds per implementation")
+    bd.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                    help="our trainer's precision (the reference is always fp32)")
+    bd.add_argument("--compile", default="off", metavar="MODE",
+                    help="torch.compile our step: off, on, or a mode such as max-autotune-no-cudagraphs")
     bd.set_defaults(func=cmd_bench)
     return p
 

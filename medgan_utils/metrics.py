@@ -173,9 +173,11 @@ def _fingerprint(*parts) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where feature nets are cached: ``MEDGAN_FEATURE_NET_DIR``, else ``runs/feature_nets`` under the cwd."""
+    """Where feature nets are cached: ``MEDGAN_FEATURE_NET_DIR``, else ``runs/feature_nets`` in the course folder."""
+    from .settings import course_root
+
     env = os.environ.get("MEDGAN_FEATURE_NET_DIR")
-    return Path(env).expanduser() if env else Path.cwd() / "runs" / "feature_nets"
+    return Path(env).expanduser() if env else (course_root() or Path.cwd()) / "runs" / "feature_nets"
 
 
 def _autocast(device: torch.device, enabled: bool):
