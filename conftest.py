@@ -13,7 +13,6 @@ from pathlib import Path
 
 os.environ.setdefault("MEDGAN_FAST", "1")
 os.environ["MEDGAN_HEADLESS"] = "1"
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MEDGAN_RESULTS_DIR", tempfile.mkdtemp(prefix="medgan-test-results-"))
 
 # Fast-mode budgets in seconds of cell execution on a 2-core CPU (issue requirements).

@@ -2,8 +2,8 @@
 
 Every notebook ends by calling :func:`record_results`. The file goes to
 ``$MEDGAN_RESULTS_DIR/results.json`` (``medgan run`` sets this to the folder of
-the executed notebook), else to ``runs/<notebook>/results.json`` under the
-current directory. Values may be plain numbers or ``{"mean", "ci95", "n", ...}``
+the executed notebook), else to ``runs/<notebook>/results.json`` in the course
+folder (the current directory outside a checkout). Values may be plain numbers or ``{"mean", "ci95", "n", ...}``
 dicts from :func:`mean_ci`.
 """
 from __future__ import annotations
@@ -21,8 +21,10 @@ from .io import atomic_write_json
 
 def results_path(notebook: str) -> Path:
     """Where :func:`record_results` writes for ``notebook``."""
+    from .settings import course_root
+
     env = os.environ.get("MEDGAN_RESULTS_DIR")
-    folder = Path(env) if env else Path.cwd() / "runs" / notebook
+    folder = Path(env) if env else (course_root() or Path.cwd()) / "runs" / notebook
     return folder / "results.json"
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .settings import course_root
 
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
 
 def parse_value(text: str):
     """Turn a ``-p KEY VALUE`` string into a Python value (numbers, bools, None, lists, else str)."""
@@ -90,7 +92,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None, fast
         params["FAST"] = True
     row = {"notebook": path.stem, "output": str(out_nb), "results": str(results_file), "status": "ok", "error": None}
     start = time.perf_counter()
-    with _env(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1"):
+    # Figures must land in the executed notebook: force the inline backend even if the caller's
+    # environment says MPLBACKEND=Agg (common on servers and in CI).
+    with _env(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1", MPLBACKEND=INLINE_BACKEND):
         try:
             pm.execute_notebook(str(path), str(out_nb), parameters=params, cwd=str(path.parent),
                                 kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout)

@@ -28,11 +28,13 @@ def _tiny_notebook(path: Path, body: str) -> Path:
     return path
 
 
-def test_parameter_override_reaches_the_notebook(tmp_path):
+def test_parameter_override_reaches_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # as on many servers: the runner must still embed figures
     nb = _tiny_notebook(tmp_path / "99_tiny.ipynb", (
         "from medgan_utils import setup, record_results\n"
         "cfg = setup(FAST=FAST, DEVICE='cpu', SEED=SEED)\n"
-        "record_results('99_tiny', {'twice_x': X * 2, 'fast': cfg.fast}, cfg=cfg, params={'X': X})"))
+        "record_results('99_tiny', {'twice_x': X * 2, 'fast': cfg.fast}, cfg=cfg, params={'X': X})\n"
+        "import matplotlib.pyplot as plt\nplt.plot([0, X]); plt.show()"))
     row = run_notebook(nb, tmp_path / "out", parameters={"X": 21, "SEED": 5}, fast=True)
     assert row["status"] == "ok", row
     res = json.loads((tmp_path / "out" / "99_tiny" / "results.json").read_text())
@@ -40,6 +42,8 @@ def test_parameter_override_reaches_the_notebook(tmp_path):
     executed = nbformat.read(tmp_path / "out" / "99_tiny" / "99_tiny.ipynb", as_version=4)
     tags = [c.metadata.get("tags", []) for c in executed.cells]
     assert ["injected-parameters"] in tags
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert images, "figures must be embedded in the executed notebook (inline backend)"
     assert "99_tiny" in format_summary([row])
 
 

@@ -1,8 +1,5 @@
 """Unit tests of medgan_utils.tour (helpers of notebooks 00 and 01); offline, a few seconds."""
 import math
-import os
-
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import matplotlib
 
