@@ -8,13 +8,7 @@ from medgan_utils.bench import ClassicDCGANLoop, run_dcgan_bench
 from medgan_utils.models import make_dcgan
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest single-threaded, and immune to a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiny_bench_returns_keys():
