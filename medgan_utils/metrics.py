@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 from .io import load_checkpoint, save_checkpoint
 from .settings import get_device
+from .train import optimizer_step
 
 FEATURE_NET_VERSION = 1
 _CHUNK_ELEMENTS = 1 << 24  # entries of one distance block (64 MB in float32)
@@ -345,14 +346,7 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
             idx = order[i:i + batch_size]
             with _autocast(device, use_amp):
                 loss = loss_fn(net(x_all[idx]).float(), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None and scaler.is_enabled():
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            optimizer_step(loss, opt, scaler)
             total += loss.detach() * len(idx)
         history.append({"epoch": epoch + 1, "loss": float(total / n), "seconds": time.perf_counter() - t_ep})
         if verbose:

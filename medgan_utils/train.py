@@ -74,6 +74,18 @@ CPU_BF16_QUALITY_CHECK = {
 }
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+    """Zero the gradients, back-propagate ``loss`` and step, through ``scaler`` when it is enabled (fp16)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint (if any) was kept and reloaded."""
 
@@ -336,15 +348,7 @@ class DCGANTrainer:
 
     def update(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         """``optimizer.zero_grad(); loss.backward(); optimizer.step()`` (through a GradScaler in fp16)."""
-        optimizer.zero_grad(set_to_none=True)
-        scaler = self._scaler_of[id(optimizer)]
-        if scaler.is_enabled():
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(loss, optimizer, self._scaler_of[id(optimizer)])
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
