@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from medgan_utils.data import check_file, file_spec
-from medgan_utils.settings import env_flag
+from medgan_utils.core.env import read_env
 
 
 def real_data_dir() -> Path:
@@ -19,7 +19,7 @@ def require_real(name: str, size: int) -> Path:
     st = check_file(spec, real_data_dir())
     if st["status"] != "verified":
         msg = f"real dataset {spec.filename} not available in {real_data_dir()} ({st['status']})"
-        if env_flag("MEDGAN_REQUIRE_REAL_DATA"):
+        if read_env().require_real_data:
             pytest.fail(msg)
         pytest.skip(msg)
     return Path(st["path"])

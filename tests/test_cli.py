@@ -4,12 +4,12 @@ import sys
 
 import pytest
 
-from medgan_utils.cli import main
+from medgan_utils.tools.cli import main
 from tests.helpers import real_data_dir, require_real
 
 
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "medgan_utils.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "medgan_utils.tools.cli", *args], capture_output=True, text=True, env=env)
 
 
 def test_data_info_pneumoniamnist_json(capsys):
@@ -29,9 +29,9 @@ def test_data_info_busi_json(capsys):
 
 def test_bad_input_exit_codes(capsys):
     assert main(["data", "info", "nosuchset"]) == 2
-    assert "Available:" in capsys.readouterr().err
+    assert "Fix: use one of" in capsys.readouterr().err
     assert main(["data", "info", "breastmnist", "--size", "100"]) == 2
-    assert "Supported sizes: 28, 64, 128, 224" in capsys.readouterr().err
+    assert "Fix: use one of 28, 64, 128, 224" in capsys.readouterr().err
 
 
 def test_fetch_offline_reports_the_fix(tmp_path, monkeypatch, capsys):

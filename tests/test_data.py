@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from medgan_utils import data
+from medgan_utils.data import download as download_mod
+from medgan_utils.data import load as load_mod
 from medgan_utils.data import (
     CorruptDataError, DataUnavailableError, PhantomFallbackWarning, UnknownDatasetError,
     UnsupportedSizeError, dataset_info, file_spec, load_dataset,
@@ -16,10 +18,11 @@ from tests.helpers import require_real
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    data._CACHE.clear()
-    data._ANNOUNCED.clear()
+    load_mod._RAW.clear()
+    load_mod._PHANTOMS.clear()
+    load_mod._ANNOUNCED.clear()
     yield
-    data._CACHE.clear()
+    load_mod._RAW.clear()
 
 
 @pytest.fixture
@@ -151,26 +154,26 @@ def test_download_is_checksummed_and_atomic(tmp_path, monkeypatch):
     target = tmp_path / "breastmnist.npz"
 
     # 1. connection drops half-way: no file appears, no temp file is left behind
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: _FakeResponse(payload, fail_after=len(payload) // 2))
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", lambda *a, **k: _FakeResponse(payload, fail_after=len(payload) // 2))
     with pytest.raises(DataUnavailableError, match="connection dropped"):
         data.fetch("breastmnist")
     assert list(tmp_path.iterdir()) == []
 
     # 2. server sends wrong bytes: refused, nothing written
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: _FakeResponse(payload[:-10] + b"0" * 10))
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", lambda *a, **k: _FakeResponse(payload[:-10] + b"0" * 10))
     with pytest.raises(CorruptDataError, match="expected 750601b1"):
         data.fetch("breastmnist")
     assert list(tmp_path.iterdir()) == []
 
     # 3. the right bytes: verified file appears and loads without further network use
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: _FakeResponse(payload))
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", lambda *a, **k: _FakeResponse(payload))
     path = data.fetch("breastmnist")
     assert path == target and hashlib.md5(target.read_bytes()).hexdigest() == file_spec("breastmnist").md5
 
     def no_network(*a, **k):
         raise AssertionError("network used although the file is cached and verified")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", no_network)
     assert len(load_dataset("breastmnist", "val")) == 78
 
 
@@ -181,7 +184,7 @@ def test_no_network_error_is_clear(tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(download_mod.urllib.request, "urlopen", refuse)
     with pytest.raises(DataUnavailableError, match="could not be downloaded.*medgan data fetch dermamnist"):
         data.fetch("dermamnist")
 

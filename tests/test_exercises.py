@@ -1,6 +1,6 @@
 import pytest
 
-from medgan_utils.exercises import student_exercise
+from medgan_utils.course.exercises import student_exercise
 
 
 def test_stub_raises_with_a_front_end(monkeypatch):

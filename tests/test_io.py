@@ -3,7 +3,7 @@ import collections
 import pytest
 import torch
 
-from medgan_utils.io import atomic_path, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
+from medgan_utils.core.io import CheckpointError, atomic_path, atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -47,7 +47,7 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path):
 def test_truncated_and_missing_checkpoints(tmp_path):
     p = save_checkpoint(tmp_path / "ck.pt", {"w": torch.ones(1000)})
     p.write_bytes(p.read_bytes()[:200])
-    with pytest.raises(RuntimeError, match="truncated"):
+    with pytest.raises(CheckpointError, match="truncated.*Fix"):
         load_checkpoint(p)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")

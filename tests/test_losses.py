@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from medgan_utils import losses as L
+from medgan_utils.gan import losses as L
 
 
 def _naive_d_bce(real_logits, fake_logits):

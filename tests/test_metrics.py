@@ -9,9 +9,12 @@ import torch
 
 matplotlib.use("Agg")
 
-from medgan_utils import metrics as M  # noqa: E402
+from medgan_utils import evaluation as M  # noqa: E402
+from medgan_utils.evaluation import inception as MI  # noqa: E402
+from medgan_utils.nets import FeatureNet  # noqa: E402
+from medgan_utils.evaluation import neighbours as NB  # noqa: E402
 from medgan_utils.data import load_dataset  # noqa: E402
-from medgan_utils.phantom import make_phantom  # noqa: E402
+from medgan_utils.data.phantom import make_phantom  # noqa: E402
 from tests.helpers import require_real  # noqa: E402
 
 
@@ -105,7 +108,7 @@ def test_precision_recall_chunking_matches_single_block(monkeypatch):
     g = gen(6)
     real, fake = torch.randn(700, 5, generator=g), torch.randn(500, 5, generator=g) + 0.5
     full = M.precision_recall(real, fake)
-    monkeypatch.setattr(M, "_CHUNK_ELEMENTS", 700 * 13)  # forces 13-row chunks, with a ragged last one
+    monkeypatch.setattr(NB, "_CHUNK_ELEMENTS", 700 * 13)  # forces 13-row chunks, with a ragged last one
     assert M.precision_recall(real, fake) == full
 
 
@@ -129,7 +132,7 @@ def trained(pneumonia, tmp_path_factory):
 # --------------------------------------------------------------------------- feature net
 def test_feature_net_shapes_any_size_and_channels():
     for c, s in [(1, 28), (3, 28), (1, 64), (1, 128)]:
-        net = M.FeatureNet(in_channels=c, num_classes=3).eval()
+        net = FeatureNet(in_channels=c, num_classes=3).eval()
         x = torch.rand(2, c, s, s) * 2 - 1
         assert net(x).shape == (2, 3)
         assert net.features(x).shape == (2, 128)
@@ -277,7 +280,7 @@ def test_evaluate_generator_rejects_wrong_size(pneumonia, trained):
 @pytest.fixture
 def no_inception(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.delenv(M.INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(MI.INCEPTION_WEIGHTS_ENV, raising=False)
 
     def no_network(*args, **kwargs):
         raise AssertionError("inception code tried to download")
@@ -294,7 +297,7 @@ def test_inception_absent_gives_clear_error(no_inception):
     with pytest.raises(M.InceptionWeightsUnavailable) as err:
         M.inception_fid(imgs, imgs)
     msg = str(err.value)
-    for needle in ("inception_v3_google", "TORCH_HOME", M.INCEPTION_WEIGHTS_ENV, "never downloads",
+    for needle in ("inception_v3_google", "TORCH_HOME", MI.INCEPTION_WEIGHTS_ENV, "never downloads",
                    str(no_inception / "torch_home")):
         assert needle in msg
     assert isinstance(err.value, FileNotFoundError)
@@ -309,15 +312,15 @@ def test_inception_found_locally_and_loaded_safely(no_inception, monkeypatch):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         state = inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict()
-    path = M._inception_candidates()[-1]
+    path = MI._inception_candidates()[-1]
     path.parent.mkdir(parents=True)
     torch.save(state, path)
     assert M.inception_features_available() and M.inception_weights_path() == path
-    model = M._load_inception(path, torch.device("cpu"))
+    model = MI._load_inception(path, torch.device("cpu"))
     assert isinstance(model.fc, torch.nn.Identity) and not model.training
-    M._INCEPTION_CACHE.clear()
+    MI._INCEPTION_CACHE.clear()
     # The environment variable wins over the hub cache.
-    monkeypatch.setenv(M.INCEPTION_WEIGHTS_ENV, str(path))
+    monkeypatch.setenv(MI.INCEPTION_WEIGHTS_ENV, str(path))
     assert M.inception_weights_path() == path
 
 
@@ -331,7 +334,7 @@ def test_inception_fid_preprocessing(no_inception, monkeypatch):
             seen.append((tuple(x.shape[1:]), float(x.min()), float(x.max())))
             return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)
 
-    monkeypatch.setattr(M, "_load_inception", lambda path, device: StandIn())
+    monkeypatch.setattr(MI, "_load_inception", lambda path, device: StandIn())
     g = gen(11)
     a = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1
     b = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1

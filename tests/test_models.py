@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from medgan_utils.models import (
+from medgan_utils.nets import (
     SUPPORTED_SIZES, Discriminator, Generator, count_parameters, dcgan_layout, format_layer_table, layer_table,
     make_dcgan,
 )

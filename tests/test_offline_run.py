@@ -11,7 +11,7 @@ def _run_background(tmp_path, require_real: bool):
     env = dict(os.environ, MEDGAN_DATA_DIR=str(tmp_path / "empty"), MEDGAN_OFFLINE="1")
     env["MEDGAN_REQUIRE_REAL_DATA"] = "1" if require_real else "0"
     out = tmp_path / ("strict" if require_real else "lenient")
-    res = subprocess.run([sys.executable, "-m", "medgan_utils.cli", "run", "notebooks/01_background.ipynb", "--fast",
+    res = subprocess.run([sys.executable, "-m", "medgan_utils.tools.cli", "run", "notebooks/01_background.ipynb", "--fast",
                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT, env=env)
     return res, out / "01_background" / "01_background.ipynb"
 

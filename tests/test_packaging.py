@@ -52,5 +52,5 @@ def test_torch_range_admits_the_tested_builds():
 
 def test_console_script_and_dev_extra():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["medgan"] == "medgan_utils.cli:main"
+    assert project["scripts"]["medgan"] == "medgan_utils.tools.cli:main"
     assert {"pytest", "nbval"} <= {_name(r) for r in project["optional-dependencies"]["dev"]}

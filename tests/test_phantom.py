@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from medgan_utils.phantom import make_phantom
+from medgan_utils.data.phantom import make_phantom
 
 
 def test_deterministic_and_shaped():

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from medgan_utils.results import mean_ci, record_results, results_path
-from medgan_utils.settings import setup
+from medgan_utils.course.results import mean_ci, record_results, results_path
+from medgan_utils.course.settings import setup
 
 
 def test_mean_ci_matches_student_t():

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medgan_utils.runner import format_summary, parse_value, run_notebook
+from medgan_utils.tools.runner import format_summary, parse_value, run_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def test_cli_run_setup_notebook_with_parameter(tmp_path):
     if not (ROOT / "notebooks" / "00_setup.ipynb").exists():
         pytest.fail("notebooks/00_setup.ipynb is missing")
     env = dict(os.environ)
-    res = subprocess.run([sys.executable, "-m", "medgan_utils.cli", "run", "00", "--fast", "-p", "SEED", "7",
+    res = subprocess.run([sys.executable, "-m", "medgan_utils.tools.cli", "run", "00", "--fast", "-p", "SEED", "7",
                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "00_setup" in res.stdout and "0 failed" in res.stdout

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from medgan_utils.settings import env_flag, get_device, is_fast, seed_everything, setup
+from medgan_utils.core import SettingError, get_device, read_env, seed_everything
+from medgan_utils.course.settings import is_fast, setup
 
 
 def test_fast_parameter_wins_over_environment(monkeypatch):
@@ -21,8 +22,8 @@ def test_fast_parameter_wins_over_environment(monkeypatch):
 
 def test_bad_boolean_environment_value_is_an_error(monkeypatch):
     monkeypatch.setenv("MEDGAN_FAST", "maybe")
-    with pytest.raises(ValueError, match="MEDGAN_FAST"):
-        env_flag("MEDGAN_FAST")
+    with pytest.raises(SettingError, match="MEDGAN_FAST='maybe'"):
+        read_env()
 
 
 def test_device_auto_and_override(monkeypatch):

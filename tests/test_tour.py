@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from medgan_utils.data import ImageSet, load_dataset
-from medgan_utils.tour import (
+from medgan_utils.course.tour import (
     class_balance,
     duplicates_across_splits,
     find_duplicates,
@@ -92,9 +92,9 @@ def test_nearest_neighbours_finds_copies_and_excludes_self():
     g = torch.Generator().manual_seed(1)
     ref = torch.rand(10, 1, 8, 8, generator=g) * 2 - 1
     query = ref[[3, 7]].clone()
-    dist, idx = nearest_neighbours(query, ref, chunk=1)
+    dist, idx = nearest_neighbours(query, ref)
     assert idx.tolist() == [3, 7] and torch.allclose(dist, torch.zeros(2), atol=1e-6)
-    dist, idx = nearest_neighbours(ref, ref, exclude_self=True, chunk=4)
+    dist, idx = nearest_neighbours(ref, ref, exclude_self=True)
     assert (idx != torch.arange(10)).all() and (dist > 0).all()
     with pytest.raises(ValueError):
         nearest_neighbours(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 8, 8))

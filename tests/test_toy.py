@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from medgan_utils import toy
+from medgan_utils.course import toy
 
 
 def test_gaussian_pdf_integrates_to_one():

@@ -4,7 +4,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from medgan_utils.widgets import _default, explore, frontend_available  # noqa: E402
+from medgan_utils.course.widgets import _default, explore, frontend_available  # noqa: E402
 
 
 def test_headless_runs_callback_once_with_defaults(monkeypatch, capsys):

@@ -14,14 +14,15 @@ from __future__ import annotations
 import os
 import sys
 
-from .settings import env_flag
+from ..core.env import read_env
 
 
 def frontend_available() -> bool:
     """Best guess whether a live front end can render widgets."""
-    if env_flag("MEDGAN_HEADLESS"):
+    env = read_env()
+    if env.headless:
         return False
-    if env_flag("MEDGAN_WIDGETS"):
+    if env.widgets:
         return True
     try:
         from IPython import get_ipython

@@ -16,16 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_json
+from ..core.env import results_dir
+from ..core.io import atomic_write_json
+from ..data.load import datasets_used
 
 
 def results_path(notebook: str) -> Path:
     """Where :func:`record_results` writes for ``notebook``."""
-    from .settings import course_root
-
-    env = os.environ.get("MEDGAN_RESULTS_DIR")
-    folder = Path(env) if env else (course_root() or Path.cwd()) / "runs" / notebook
-    return folder / "results.json"
+    return results_dir(notebook) / "results.json"
 
 
 def mean_ci(values, confidence: float = 0.95) -> dict:
@@ -70,8 +68,6 @@ def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None =
     """
     import torch
 
-    from .data import datasets_used
-
     record = {
         "notebook": notebook,
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -79,7 +75,7 @@ def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None =
         "device": str(getattr(cfg, "device", "")) or None,
         "seed": getattr(cfg, "seed", None),
         "params": params or {},
-        "datasets": datasets_used(),
+        "datasets": datasets_used(),  # what this notebook loaded since setup()
         "metrics": metrics,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
@@ -87,7 +83,8 @@ def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None =
     if cfg is not None and getattr(cfg, "device", None) is not None and cfg.device.type == "cuda":
         record["machine"]["gpu"] = torch.cuda.get_device_name(cfg.device)
     path = results_path(notebook)
-    atomic_write_json(path, record)
+    atomic_write_json(path, record, role="results file",
+                      fix="set MEDGAN_RESULTS_DIR (or medgan run --out) to a writable folder")
     if show:
         _show(record, path)
     return record

@@ -17,7 +17,9 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from .plotting import to_display
+from ..core.device import synchronize
+from ..data.imageset import to_display
+from ..evaluation.neighbours import nearest_neighbours as search_nearest
 
 
 def _labels_1d(labels: torch.Tensor) -> torch.Tensor:
@@ -138,13 +140,14 @@ def duplicates_across_splits(splits: dict) -> list[list[dict]]:
             for group in find_duplicates(images)]
 
 
-def nearest_neighbours(query: torch.Tensor, reference: torch.Tensor, chunk: int = 256,
-                       exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest_neighbours(query: torch.Tensor, reference: torch.Tensor, exclude_self: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query image, the closest reference image in pixel space.
 
     Distances are root-mean-square differences on the display scale [0, 1], so 0 means
     identical and 1/255 ≈ 0.004 is one grey level everywhere. With ``exclude_self`` (query and
-    reference the same set) an image is not matched with itself.
+    reference the same set) an image is not matched with itself. Uses the course's one
+    nearest-neighbour search, :func:`medgan_utils.evaluation.neighbours.nearest_neighbours`.
 
     Returns ``(distance, index)``, each of shape (len(query),).
     """
@@ -152,19 +155,8 @@ def nearest_neighbours(query: torch.Tensor, reference: torch.Tensor, chunk: int 
     r = to_display(reference).flatten(1)
     if q.shape[1] != r.shape[1]:
         raise ValueError(f"query and reference images differ in size: {q.shape[1]} vs {r.shape[1]} values")
-    if exclude_self and len(q) != len(r):
-        raise ValueError("exclude_self needs query and reference to be the same set")
-    dists, idxs = [], []
-    d = q.shape[1]
-    for start in range(0, len(q), chunk):
-        block = torch.cdist(q[start:start + chunk], r) / d ** 0.5
-        if exclude_self:
-            rows = torch.arange(block.shape[0])
-            block[rows, rows + start] = float("inf")
-        v, i = block.min(1)
-        dists.append(v)
-        idxs.append(i)
-    return torch.cat(dists), torch.cat(idxs)
+    dist, idx = search_nearest(q, r, exclude_self=exclude_self)
+    return dist / q.shape[1] ** 0.5, idx
 
 
 def lesion_fraction(masks: torch.Tensor) -> torch.Tensor:
@@ -196,12 +188,6 @@ def time_matmul(device, n: int = 512, repeats: int = 10, dtype: torch.dtype = to
     if low and device.type != "cpu":
         a, b = a.to(dtype), b.to(dtype)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elif device.type == "mps":
-            torch.mps.synchronize()
-
     def run(times):
         out = None
         for _ in range(times):
@@ -213,10 +199,10 @@ def time_matmul(device, n: int = 512, repeats: int = 10, dtype: torch.dtype = to
         return out
 
     run(warmup)
-    sync()
+    synchronize(device)
     start = time.perf_counter()
     out = run(repeats)
-    sync()
+    synchronize(device)
     secs = (time.perf_counter() - start) / repeats
     assert out is not None and out.shape == (n, n)
     return {"device": str(device), "dtype": str(dtype).replace("torch.", ""), "n": n, "repeats": repeats,

@@ -5,10 +5,11 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
+from ..data.imageset import to_display
 
-def to_display(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images (N×C×H×W, any device/dtype) → float CPU tensor in [0, 1]."""
-    return images.detach().float().cpu().add(1).div(2).clamp(0, 1)
+__all__ = ["to_display", "image_grid", "show_grid", "montage_by_class", "plot_curves"]
+
+
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:

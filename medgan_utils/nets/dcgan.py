@@ -29,7 +29,7 @@ size   generator feature maps                  discriminator feature maps
 Sizes of the form 4·2^k start from a 4×4 map; sizes 7·2^k (28, 56, ...) start
 from 7×7, so 28 px needs no padding or cropping.
 
-:func:`layer_table` lists every layer's output shape and parameter count, which
+:func:`medgan_utils.nets.summary.layer_table` lists every layer's output shape and parameter count, which
 the notebooks display next to the architecture.
 """
 from __future__ import annotations
@@ -40,8 +40,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "Generator", "Discriminator", "make_dcgan", "dcgan_layout", "init_dcgan_weights",
-    "count_parameters", "layer_table", "format_layer_table", "SUPPORTED_SIZES",
+    "Generator", "Discriminator", "make_dcgan", "dcgan_layout", "init_dcgan_weights", "SUPPORTED_SIZES",
 ]
 
 SUPPORTED_SIZES = (28, 32, 64, 128)
@@ -165,55 +164,3 @@ def make_dcgan(size: int = 64, channels: int = 1, latent_dim: int = 100, base: i
         G = G.to(device or "cpu", memory_format=fmt)
         D = D.to(device or "cpu", memory_format=fmt)
     return G, D
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def layer_table(model: nn.Module, input_shape, device=None) -> list[dict]:
-    """Run one dummy batch and list every leaf layer: name, type, output shape, parameter count.
-
-    Args:
-        model: any module (e.g. :class:`Generator` or :class:`Discriminator`).
-        input_shape: shape of one input *including* the batch dimension, e.g. ``(2, 100)`` or ``(2, 1, 64, 64)``.
-    Returns a list of dicts ``{"layer", "type", "output_shape", "params"}``; the first row is the input.
-    The model's mode and batch-norm running statistics are left unchanged.
-    """
-    device = device or next(model.parameters()).device
-    rows = [{"layer": "input", "type": "", "output_shape": tuple(input_shape[1:]), "params": 0}]
-    hooks = []
-
-    def hook(name):
-        def fn(mod, inp, out):
-            rows.append({"layer": name, "type": type(mod).__name__, "output_shape": tuple(out.shape[1:]),
-                         "params": sum(p.numel() for p in mod.parameters(recurse=False))})
-        return fn
-
-    for name, mod in model.named_modules():
-        if len(list(mod.children())) == 0:
-            hooks.append(mod.register_forward_hook(hook(name)))
-    was_training = model.training
-    model.eval()  # eval: the dummy batch must not touch batch-norm running statistics
-    try:
-        with torch.no_grad():
-            model(torch.zeros(*input_shape, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return rows
-
-
-def format_layer_table(rows: list[dict], title: str | None = None) -> str:
-    """A fixed-width text table of :func:`layer_table` rows, with the parameter total."""
-    lines = [title] if title else []
-    lines.append(f"{'layer':<8} {'type':<18} {'output shape':<16} {'params':>10}")
-    lines.append("-" * 55)
-    for r in rows:
-        shape = "×".join(map(str, r["output_shape"]))
-        lines.append(f"{r['layer']:<8} {r['type']:<18} {shape:<16} {r['params']:>10,}")
-    lines.append("-" * 55)
-    lines.append(f"{'total':<8} {'':<18} {'':<16} {sum(r['params'] for r in rows):>10,}")
-    return "\n".join(lines)

@@ -1,0 +1,26 @@
+"""The course layer: setup and cfg, results, widgets, exercises, plotting, the data tour and the toys of 02.
+
+It uses every layer below it (core, data, nets, gan, evaluation) and is used only by
+notebooks and by :mod:`medgan_utils.tools`.
+"""
+from .envinfo import environment_report, format_report
+from .exercises import student_exercise
+from .plotting import image_grid, montage_by_class, plot_curves, show_grid, to_display
+from .results import mean_ci, record_results, results_path
+from .settings import Settings, is_fast, setup
+from .tour import (class_balance, duplicates_across_splits, find_duplicates, gan_diagram, intensity_histograms,
+                   intensity_stats, lesion_fraction, nearest_neighbours, show_with_masks, time_matmul)
+from .toy import (Mixture1D, gaussian_pdf, jsd_on_grid, kl_on_grid, make_discriminator, make_generator, mlp,
+                  mode_coverage, optimal_discriminator, ring_centers, sample_ring, value_on_grid)
+from .widgets import explore, frontend_available
+
+__all__ = [
+    "environment_report", "format_report", "student_exercise",
+    "image_grid", "montage_by_class", "plot_curves", "show_grid", "to_display",
+    "mean_ci", "record_results", "results_path", "Settings", "is_fast", "setup",
+    "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram", "intensity_histograms",
+    "intensity_stats", "lesion_fraction", "nearest_neighbours", "show_with_masks", "time_matmul",
+    "Mixture1D", "gaussian_pdf", "jsd_on_grid", "kl_on_grid", "make_discriminator", "make_generator", "mlp",
+    "mode_coverage", "optimal_discriminator", "ring_centers", "sample_ring", "value_on_grid",
+    "explore", "frontend_available",
+]

@@ -1,0 +1,207 @@
+"""The ``medgan`` command: environment check, data management, notebook runs, benchmarks and checks.
+
+Every error a user can cause is a :class:`~medgan_utils.core.errors.CourseError`
+(or an ``OSError`` on a path they named): it is printed as one line that names
+the fault and the fix, and the command exits with status 2. No traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _default_size(name: str, size) -> int:
+    if size is not None:
+        return size
+    from ..data.registry import COURSE_DATASETS
+
+    return COURSE_DATASETS.get(str(name).lower(), 28)
+
+
+def cmd_env(args) -> int:
+    from ..course.envinfo import environment_report, format_report
+
+    rep = environment_report()
+    _print_json(rep) if args.json else print(format_report(rep))
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from ..data.registry import available_datasets, supported_sizes
+
+    rows = [{"name": k, "kind": v, "sizes": list(supported_sizes(k)) or "any >= 8"}
+            for k, v in available_datasets().items()]
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        sizes = r["sizes"] if isinstance(r["sizes"], str) else ", ".join(map(str, r["sizes"]))
+        print(f"{r['name']:<16} {sizes:<18} {r['kind']}")
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from ..data.load import dataset_info
+
+    info = dataset_info(args.name, _default_size(args.name, args.size))
+    if args.json:
+        _print_json(info)
+        return 0
+    for k, v in info.items():
+        print(f"{k:<18} {v}")
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from ..data.download import check_file, ensure_file
+    from ..data.registry import COURSE_FILES, DataError, file_spec
+
+    if args.all:
+        targets = list(COURSE_FILES)
+    elif args.names:
+        targets = [(n, _default_size(n, args.size)) for n in args.names]
+    else:
+        print("medgan: error: name at least one dataset, or use --all (see `medgan data list`).", file=sys.stderr)
+        return 2
+    for name, size in targets:  # bad names and sizes are usage errors (exit 2), before any download
+        file_spec(name, size)
+    failed = 0
+    for name, size in targets:
+        try:
+            before = check_file(file_spec(name, size))["status"]
+            path = ensure_file(name, size, force=args.force)
+            state = "already present, verified" if before == "verified" and not args.force else "downloaded, verified"
+            print(f"ok      {name:<16} {size:>4} px  {path}  ({state})")
+        except DataError as err:
+            failed += 1
+            print(f"FAILED  {name:<16} {size:>4} px  {err}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_run(args) -> int:
+    from ..core.io import atomic_write_json
+    from .runner import format_summary, parse_value, plan_parameters, resolve_notebooks, run_notebooks
+
+    raw = {k: v for k, v in (args.param or [])}
+    params = {k: parse_value(v) for k, v in raw.items()}
+    paths = resolve_notebooks(args.notebooks)
+    plan_parameters(paths, params, raw)  # bad keys and types fail here, before anything runs
+    if args.timeout is not None:
+        from ..core.errors import positive_int
+
+        positive_int(args.timeout, "--timeout", fix="give the per-cell limit in seconds, or leave it out.")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"medgan: error: --out {out} is a file, not a folder. Fix: pass a folder path.", file=sys.stderr)
+        return 2
+    rows = run_notebooks(paths, out, params, fast=args.fast, timeout=args.timeout, raw=raw)
+    print()
+    print(format_summary(rows))
+    print(f"executed notebooks and results.json files are in {out.resolve()}")
+    atomic_write_json(out / "summary.json", rows, role="run summary", fix="pass a writable --out folder")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def cmd_bench_dcgan(args) -> int:
+    from .bench import run_dcgan_bench
+
+    compile_mode = {"off": False, "on": True}.get(args.compile, args.compile)
+    res = run_dcgan_bench(size=args.size, batch=args.batch, device=args.device, channels=args.channels,
+                          seconds=args.seconds, precision=args.precision, compile=compile_mode)
+    _print_json(res)
+    return 0
+
+
+def cmd_bench_precision(args) -> int:
+    from .precision_check import run_precision_check
+
+    res = run_precision_check(args.device, epochs=args.epochs, seed=args.seed, dataset=args.dataset)
+    _print_json(res)
+    return 0
+
+
+def _add_data(sub) -> None:
+    d = sub.add_parser("data", help="list, inspect and prefetch datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dl = dsub.add_parser("list", help="datasets the course can load")
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=cmd_data_list)
+    di = dsub.add_parser("info", help="per-split counts, channels, real or phantom, path, checksum")
+    di.add_argument("name")
+    di.add_argument("--size", type=int, default=None, help="image size (default 28; busi 128)")
+    di.add_argument("--json", action="store_true")
+    di.set_defaults(func=cmd_data_info)
+    df = dsub.add_parser("fetch", help="download and verify datasets for offline use")
+    df.add_argument("names", nargs="*")
+    df.add_argument("--size", type=int, default=None)
+    df.add_argument("--all", action="store_true", help="every file the course notebooks use")
+    df.add_argument("--force", action="store_true", help="re-download even if a file is present")
+    df.set_defaults(func=cmd_data_fetch)
+
+
+def _add_bench(sub) -> None:
+    b = sub.add_parser("bench", help="throughput benchmarks and the precision check")
+    bsub = b.add_subparsers(dest="bench_command", required=True)
+    bd = bsub.add_parser("dcgan", help="DCGAN training img/s: our trainer vs the classic tutorial loop")
+    bd.add_argument("--size", type=int, default=64)
+    bd.add_argument("--batch", type=int, default=128)
+    bd.add_argument("--device", default=None)
+    bd.add_argument("--channels", type=int, default=1)
+    bd.add_argument("--seconds", type=float, default=None, help="timed seconds per implementation")
+    bd.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                    help="our trainer's best precision (it is also timed in fp32; the reference is always fp32)")
+    bd.add_argument("--compile", default="off", metavar="MODE",
+                    help="torch.compile our networks: off, on (CUDA graphs on CUDA), or a compile mode")
+    bd.set_defaults(func=cmd_bench_dcgan)
+    bp = bsub.add_parser("precision", help="does bf16 (CPU) / fp16 (MPS) train as well as fp32 here? stores the verdict")
+    bp.add_argument("--device", default=None)
+    bp.add_argument("--epochs", type=int, default=10)
+    bp.add_argument("--seed", type=int, default=0)
+    bp.add_argument("--dataset", default="pneumoniamnist")
+    bp.set_defaults(func=cmd_bench_precision)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medgan", description="MedGAN Course: environment, data, notebook runs, benchmarks.")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("env", help="versions, device, precision, threads and which datasets are ready offline")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_env)
+    _add_data(sub)
+    r = sub.add_parser("run", help="execute notebooks with papermill and print a summary")
+    r.add_argument("notebooks", nargs="*", help="paths, names or number prefixes (default: all, in order)")
+    r.add_argument("--fast", action="store_true", help="fast mode (FAST=True)")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"), help="notebook parameter")
+    r.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
+    r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    r.set_defaults(func=cmd_run)
+    _add_bench(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    from ..core.errors import CourseError, describe_os_error
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CourseError as err:
+        print(f"medgan: error: {err}", file=sys.stderr)
+    except OSError as err:
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"medgan: error:{where} {describe_os_error(err)}. Fix: check the path and its permissions.",
+              file=sys.stderr)
+    except KeyboardInterrupt:
+        print("medgan: interrupted; nothing half-written was kept.", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
