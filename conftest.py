@@ -2,7 +2,8 @@
 
 * Notebooks run in fast mode (unless MEDGAN_FAST is set explicitly), headless
   (widgets fall back to static figures) and write results.json into a temporary
-  folder, never into the repository.
+  folder, never into the repository; feature nets and stored checks go to a fresh
+  temporary cache, so a run here behaves like one on a clean CI machine.
 * The time each notebook takes under nbval is summed per notebook and checked
   against its fast-mode budget; a notebook over budget fails the session.
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 os.environ.setdefault("MEDGAN_FAST", "1")
 os.environ["MEDGAN_HEADLESS"] = "1"
 os.environ.setdefault("MEDGAN_RESULTS_DIR", tempfile.mkdtemp(prefix="medgan-test-results-"))
+# A fresh cache (feature nets, stored precision checks): the tests never depend on what this machine stored.
+os.environ.setdefault("MEDGAN_CACHE_DIR", tempfile.mkdtemp(prefix="medgan-test-cache-"))
 
 # Fast-mode budgets in seconds of cell execution on a 2-core CPU (issue requirements).
 NOTEBOOK_BUDGET_S = {"default": 90.0, "02_minimax_loss": 60.0}

@@ -237,24 +237,35 @@ def test_memorisation_audit_rejects_size_mismatch(pneumonia):
 
 
 # --------------------------------------------------------------------------- evaluate_generator
-KEYS = {"fd", "fd_ref", "kid", "kid_std", "kid_ref", "precision", "recall", "precision_ref", "recall_ref",
-        "memorisation"}
+KEYS = {"fd", "fd_ci", "fd_ref_test", "fd_ratio_test", "kid", "kid_ci", "kid_std", "kid_ref_test", "precision",
+        "recall", "precision_ref_test", "recall_ref_test", "memorisation", "n", "primary_reference"}
+VAL_KEYS = {"fd_ref_val", "fd_ratio_val", "kid_ref_val", "precision_ref_val", "recall_ref_val"}
 
 
 def test_evaluate_generator_real_images_score_like_reference(pneumonia, trained):
     test = pneumonia["test"]
     perm = torch.randperm(len(test), generator=gen(9))
     fresh, held = test.images[perm[:312]], test.images[perm[312:]]  # the other half plays the real test set
-    res = M.evaluate_generator(fresh, pneumonia["train"], held, trained["net"], val=pneumonia["val"])
-    assert KEYS <= res.keys()
-    assert res["n_generated"] == 312 and res["n_real"] == len(pneumonia["train"])
-    assert 0.6 < res["fd"] / res["fd_ref"] < 1.6
-    assert abs(res["kid"] - res["kid_ref"]) < 3 * (res["kid_std"] + res["kid_ref_std"])
-    assert abs(res["precision"] - res["precision_ref"]) < 0.1
-    assert abs(res["recall"] - res["recall_ref"]) < 0.1
+    res = M.evaluate_generator(fresh, pneumonia["train"], held, trained["net"], val=pneumonia["val"], n_boot=40)
+    assert KEYS | VAL_KEYS <= res.keys() and res["primary_reference"] == "val"
+    assert res["n"] == 312 and res["n_real"] == len(pneumonia["train"])
+    assert 0.6 < res["fd"] / res["fd_ref_test"] < 1.6  # both are real test images: same distribution
+    assert abs(res["kid"] - res["kid_ref_test"]) < 3 * (res["kid_std"] + res["kid_ref_test_std"])
+    assert abs(res["precision"] - res["precision_ref_test"]) < 0.1
+    assert abs(res["recall"] - res["recall_ref_test"]) < 0.1
     assert 0.85 < res["memorisation"]["ratio"] < 1.15
-    assert {"fd_ref_val", "kid_ref_val", "precision_ref_val", "recall_ref_val"} <= res.keys()
+    # PneumoniaMNIST's test split is shifted from train; validation is not: the honest reference is smaller
+    assert res["fd_ref_val"] < res["fd_ref_test"]
+    lo, hi = res["fd_ci"]
+    assert lo < res["fd"] * 1.5 and lo < hi and res["kid_ci"][0] < res["kid_ci"][1]
     print("\n" + M.evaluation_table(res))
+
+
+def test_evaluate_generator_compares_all_sets_at_equal_n(pneumonia, trained):
+    few = pneumonia["train"].images[:100]
+    res = M.evaluate_generator(few, pneumonia["train"], pneumonia["test"], trained["net"], val=pneumonia["val"],
+                               n_boot=4, memorisation=False)
+    assert res["n"] == 100
 
 
 def test_evaluate_generator_phantoms_and_noise_score_far_worse(pneumonia, trained):
@@ -263,11 +274,12 @@ def test_evaluate_generator_phantoms_and_noise_score_far_worse(pneumonia, traine
     net, train, test = trained["net"], pneumonia["train"], pneumonia["test"]
     f_train, f_test = M.extract_features(net, train), M.extract_features(net, test)
     for fake in (phantoms, noise):
-        res = M.evaluate_generator(fake, train, test, net, train_features=f_train, test_features=f_test)
-        assert res["fd"] > 10 * res["fd_ref"]
-        assert res["kid"] > 10 * res["kid_ref"]
-        assert res["recall"] < 0.2 < res["recall_ref"]
-        assert res["precision"] < res["precision_ref"] - 0.3
+        res = M.evaluate_generator(fake, train, test, net, train_features=f_train, test_features=f_test, n_boot=20)
+        assert res["primary_reference"] == "test" and "fd_ref_val" not in res
+        assert res["fd"] > 10 * res["fd_ref_test"] and res["fd_ci"][0] > 10 * res["fd_ref_test"]
+        assert res["kid"] > 10 * res["kid_ref_test"]
+        assert res["recall"] < 0.2 < res["recall_ref_test"]
+        assert res["precision"] < res["precision_ref_test"] - 0.3
         assert res["memorisation"]["ratio"] > 1.5
 
 
@@ -366,3 +378,16 @@ def test_train_feature_net_multilabel_and_multiclass(tmp_path):
         assert info["task"] == task and info["num_classes"] == k and net.head.out_features == k
         assert 0 <= info["val_accuracy"] <= 1 and info["val_auc"] is not None
     assert len(list(tmp_path.glob("phantom_28px_c1_e1_s0_*.pt"))) == 2
+
+
+def test_memorisation_audit_catches_shifted_and_mirrored_copies(pneumonia):
+    train, test = pneumonia["train"], pneumonia["test"]
+    copies = train.images[:50]
+    shifted = torch.nn.functional.pad(copies, (1, 0, 0, 0), value=-1.0)[..., :, :28]  # 1 px to the right
+    mirrored = copies.flip(-1)
+    for fake in (shifted, mirrored):
+        plain = M.memorisation_audit(fake, train, test, max_shift=0, flips=False)
+        searched = M.memorisation_audit(fake, train, test)
+        assert searched["gen_nn_median"] < 0.5 * plain["gen_nn_median"]
+        assert searched["copy_fraction"] > 0.9 and searched["ratio"] < 0.5
+        assert "shifts" in searched["space"] and "[0, 1]" in searched["space"]

@@ -224,3 +224,19 @@ def test_fp16_grad_scaler_path_and_its_checkpoint(tmp_path):
     scale = tr.scaler.get_scale()
     resumed = _trainer(_data(), precision="fp16", checkpoint_dir=tmp_path, resume=True)
     assert resumed.scaler.is_enabled() and resumed.scaler.get_scale() == scale
+
+
+def test_count_step_flops_counts_both_updates():
+    from medgan_utils.gan import count_step_flops
+
+    G, D = make_dcgan(28, 1, latent_dim=100, base=64, seed=0)
+    one = count_step_flops(G, D, torch.zeros(2, 1, 28, 28), torch.randn(2, 100))
+    two = count_step_flops(G, D, torch.zeros(4, 1, 28, 28), torch.randn(4, 100))
+    assert two == 2 * one  # linear in the batch
+    # a forward pass of G and of D alone costs far less than the step (3 D passes, 2 backward passes)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fwd:
+        D(G(torch.randn(2, 100)))
+    assert 3 * fwd.get_total_flops() < one < 10 * fwd.get_total_flops()
+    assert all(p.grad is None for p in [*G.parameters(), *D.parameters()])

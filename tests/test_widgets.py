@@ -38,3 +38,15 @@ def test_plain_python_has_no_front_end(monkeypatch):
     assert frontend_available() is False  # no IPython kernel under pytest
     monkeypatch.setenv("MEDGAN_WIDGETS", "1")
     assert frontend_available() is True
+
+
+def test_live_explore_leaves_no_stray_output(monkeypatch):
+    import ipywidgets
+
+    import medgan_utils.course.widgets as widgets_mod
+
+    calls = []
+    monkeypatch.setattr(widgets_mod, "frontend_available", lambda: True)
+    monkeypatch.setattr(ipywidgets, "interact", lambda cb, **kw: calls.append((cb, kw)) or cb)
+    assert widgets_mod.explore(lambda p=0.5: p, p=(0.0, 1.0)) is None  # nothing for the cell to echo
+    assert len(calls) == 1 and "p" in calls[0][1]

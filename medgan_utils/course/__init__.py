@@ -1,10 +1,12 @@
-"""The course layer: setup and cfg, results, widgets, exercises, plotting, the data tour and the toys of 02.
+"""The course layer: setup and cfg, results, widgets, exercises and their graders, plotting, the data tour and
+the toys of 02.
 
 It uses every layer below it (core, data, nets, gan, evaluation) and is used only by
 notebooks and by :mod:`medgan_utils.tools`.
 """
 from .envinfo import environment_report, format_report
-from .exercises import student_exercise
+from .exercises import show_solution, student_exercise
+from .graders import ToyGANTrainer, grade_step, toy_gan_step
 from .plotting import image_grid, montage_by_class, plot_curves, show_grid, to_display
 from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
@@ -15,7 +17,8 @@ from .toy import (Mixture1D, gaussian_pdf, jsd_on_grid, kl_on_grid, make_discrim
 from .widgets import explore, frontend_available
 
 __all__ = [
-    "environment_report", "format_report", "student_exercise",
+    "environment_report", "format_report", "student_exercise", "show_solution",
+    "grade_step", "toy_gan_step", "ToyGANTrainer",
     "image_grid", "montage_by_class", "plot_curves", "show_grid", "to_display",
     "mean_ci", "record_results", "results_path", "Settings", "is_fast", "setup",
     "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram", "intensity_histograms",

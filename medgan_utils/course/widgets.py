@@ -65,12 +65,13 @@ def explore(callback, static_note: str | None = None, **controls):
     Controls may be ipywidgets or ``interact`` abbreviations (a ``(min, max, step)``
     tuple, a list of options, a fixed value). Without a front end the callback runs
     once with the defaults and its figure is shown; the return value is then the
-    callback's result. With a front end it returns the interactive widget.
+    callback's result. With a front end it shows the live controls and returns ``None``.
     """
     if frontend_available():
         import ipywidgets as w
 
-        return w.interact(callback, **controls)
+        w.interact(callback, **controls)  # displays the controls and the figure itself
+        return None  # (returning interact's result would print a stray "<function ...>" under the cell)
     values = {k: _default(v) for k, v in controls.items()}
     shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
     print(static_note or f"[static figure: no interactive front end; showing the defaults {shown}. "

@@ -3,7 +3,7 @@
 Nothing here imports :mod:`medgan_utils.gan`: metrics never depend on how a model was trained.
 """
 from .distances import frechet_distance, frechet_distance_from_stats, kid, knn_radii, precision_recall
-from .features import default_cache_dir, extract_features, train_feature_net
+from .features import FIXED_RECIPE, default_cache_dir, extract_features, fixed_feature_net, train_feature_net
 from .generator_report import evaluate_generator, evaluation_table
 from .inception import (INCEPTION_FID_CAVEAT, InceptionWeightsUnavailable, inception_features,
                         inception_features_available, inception_fid, inception_weights_path)
@@ -12,7 +12,7 @@ from .neighbours import nearest_neighbours
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_stats", "kid", "knn_radii", "precision_recall",
-    "default_cache_dir", "extract_features", "train_feature_net", "evaluate_generator", "evaluation_table",
+    "FIXED_RECIPE", "default_cache_dir", "extract_features", "fixed_feature_net", "train_feature_net", "evaluate_generator", "evaluation_table",
     "INCEPTION_FID_CAVEAT", "InceptionWeightsUnavailable", "inception_features", "inception_features_available",
     "inception_fid", "inception_weights_path", "memorisation_audit", "plot_memorisation_pairs",
     "nearest_neighbours",

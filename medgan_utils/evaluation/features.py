@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..core.device import get_device, prefers_channels_last
+from ..core.device import data_placement, get_device, prefers_channels_last
 from ..core.env import cache_dir
 from ..core.io import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.precision import autocast, grad_scaler, make_adam, optimizer_step, resolve_precision
@@ -28,7 +28,10 @@ from ..nets.feature_net import FeatureNet
 
 FEATURE_NET_VERSION = 2  # 2: fused Adam where the device has it
 
-__all__ = ["train_feature_net", "extract_features", "default_cache_dir", "FEATURE_NET_VERSION"]
+__all__ = ["train_feature_net", "fixed_feature_net", "extract_features", "default_cache_dir", "FEATURE_NET_VERSION"]
+
+#: The course's one fixed feature net recipe: trained once per dataset and size, on the whole real training split.
+FIXED_RECIPE = {"epochs": 5, "seed": 0, "batch_size": 256, "lr": 1e-3, "width": 32}
 
 
 def images_of(obj) -> torch.Tensor:
@@ -141,7 +144,7 @@ def _recalibrate_batchnorm(net: FeatureNet, images: torch.Tensor, batch_size: in
         m.momentum = None  # cumulative average
     net.train()
     for i in range(0, len(images), batch_size):
-        x = match_channels(images[i:i + batch_size].float(), net.in_channels)
+        x = match_channels(images[i:i + batch_size].to(next(net.parameters()).device).float(), net.in_channels)
         net.features(_fmt(x))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
@@ -189,10 +192,7 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
     in_channels, size = int(images.shape[1]), int(images.shape[-1])
     used = str(getattr(train, "used", None) or getattr(train, "name", None) or "images")
     config = {"in_channels": in_channels, "num_classes": num_classes, "width": int(width), "embed_dim": 128}
-    key = _fingerprint(images, labels, task, config, int(epochs), int(seed), int(batch_size), float(lr),
-                       FEATURE_NET_VERSION)
-    name = f"{used}_{size}px_c{in_channels}_e{int(epochs)}_s{int(seed)}_{key}.pt"
-    path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / name
+    key, path = _cache_path(images, labels, task, config, used, epochs, seed, batch_size, lr, cache_dir)
     if path is not None and path.is_file() and not retrain:
         try:
             net, info = _load_cached(path, device)
@@ -208,7 +208,10 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
         torch.manual_seed(seed)
         net = FeatureNet(**config)
     net.to(device=device, memory_format=_memory_format(device)).train()
-    x_all = _fmt(images.to(device).float())
+    where, why = data_placement(images.numel() * 4, device)  # the memory guard of the GAN trainer
+    if where != "device" and verbose:
+        print(f"Memory guard: {why}.")
+    x_all = _fmt(images.to(device).float()) if where == "device" else images.float().cpu()
     t_train = time.perf_counter()
     history = _fit(net, x_all, labels.to(device), task, epochs=int(epochs), seed=int(seed),
                    batch_size=int(batch_size), lr=float(lr), precision=_precision_for(device, amp), verbose=verbose)
@@ -227,6 +230,27 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
     if verbose:
         print(f"Feature net trained ({_describe(info)})" + (f", saved to {path}" if path else ""))
     return net, info
+
+
+def fixed_feature_net(train, *, val=None, device=None, verbose: bool = True) -> tuple[FeatureNet, dict]:
+    """The course's fixed feature net for ``train``'s dataset and size (:data:`FIXED_RECIPE`, cached).
+
+    Pass the *whole* real training split: every seed, mode and later notebook that asks
+    for the same data gets the same network (``info["hash"]`` identifies it), so FDs
+    are comparable across runs. Generated images never enter it.
+    """
+    if not getattr(train, "is_real", True):
+        warnings.warn("The fixed feature net is being trained on phantoms: its numbers say nothing medical.",
+                      stacklevel=2)
+    return train_feature_net(train, val=val, device=device, verbose=verbose, **FIXED_RECIPE)
+
+
+def _cache_path(images, labels, task, config, used, epochs, seed, batch_size, lr, cache_dir):
+    """The net's identity (a hash of data and recipe) and its cache file (``None`` with ``cache_dir=False``)."""
+    key = _fingerprint(images, labels, task, config, int(epochs), int(seed), int(batch_size), float(lr),
+                       FEATURE_NET_VERSION)
+    name = f"{used}_{int(images.shape[-1])}px_c{config['in_channels']}_e{int(epochs)}_s{int(seed)}_{key}.pt"
+    return key, (None if cache_dir is False else Path(cache_dir or default_cache_dir()) / name)
 
 
 def _load_cached(path: Path, device: torch.device) -> tuple[FeatureNet, dict]:
@@ -249,8 +273,8 @@ def _val_metrics(net: FeatureNet, val, task: str) -> dict:
 def _fit(net: FeatureNet, x_all: torch.Tensor, labels: torch.Tensor, task: str, *, epochs: int, seed: int,
          batch_size: int, lr: float, precision: str, verbose: bool) -> list[dict]:
     """Mini-batch Adam on (x_all, labels), shuffled by its own generator; returns the loss per epoch."""
-    device = x_all.device
-    y_all = labels.float() if task == "multi-label" else labels.view(-1).long()
+    device = next(net.parameters()).device  # x_all may stay on the host (memory guard): batches are moved over
+    y_all = (labels.float() if task == "multi-label" else labels.view(-1).long()).to(device)
     loss_fn = nn.BCEWithLogitsLoss() if task == "multi-label" else nn.CrossEntropyLoss()
     opt = make_adam(net.parameters(), lr, device=device)
     scaler = grad_scaler(device, precision)
@@ -264,7 +288,7 @@ def _fit(net: FeatureNet, x_all: torch.Tensor, labels: torch.Tensor, task: str, 
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             with autocast(device, precision):
-                loss = loss_fn(net(x_all[idx]).float(), y_all[idx])
+                loss = loss_fn(net(_fmt(x_all[idx.to(x_all.device)].to(device))).float(), y_all[idx])
             optimizer_step(loss, opt, scaler)
             total += loss.detach() * len(idx)
         history.append({"epoch": epoch + 1, "loss": float(total / n), "seconds": time.perf_counter() - t_ep})

@@ -2,9 +2,13 @@
 
 For every generated image the nearest *training* image is found; the same is
 done for real held-out images, which show how close two different real
-images usually are. The audit measures closeness only: a low-fidelity
-generator is also far from every training image, pixel distances miss
-shifted or re-exposed copies, and none of this is a membership-inference test.
+images usually are. Distances are minimised over small shifts and a
+horizontal flip, so shifted or mirrored copies are caught; re-exposed copies
+(another brightness or contrast) can still slip through in pixel space, and
+the feature-space version is there for those. What the audit cannot say: a
+low-fidelity generator is also far from every training image (distance is
+confounded with fidelity, so read it next to precision), and a
+nearest-neighbour distance is not a membership-inference test (notebook 08).
 """
 from __future__ import annotations
 
@@ -40,9 +44,37 @@ def _nn_summary(gen_d: torch.Tensor, gen_i: torch.Tensor, test_d: torch.Tensor, 
     }
 
 
+def _interior(x: torch.Tensor, margin: int) -> torch.Tensor:
+    return x[..., margin:x.shape[-2] - margin, margin:x.shape[-1] - margin] if margin else x
+
+
+def _variants(x: torch.Tensor, max_shift: int, flips: bool):
+    """The interior of ``x`` (N×C×H×W, a ``max_shift`` border dropped) under every shift up to ``max_shift``
+    px each way, with and without a horizontal flip: the compared pixels always exist, nothing wraps around."""
+    m = max_shift
+    H, W = x.shape[-2:]
+    for flip in ((False, True) if flips else (False,)):
+        src = x.flip(-1) if flip else x
+        for dy in range(-m, m + 1):
+            for dx in range(-m, m + 1):
+                yield src[..., m + dy:H - m + dy, m + dx:W - m + dx]
+
+
+def _nearest_under_transforms(query: torch.Tensor, ref: torch.Tensor, max_shift: int, flips: bool, device):
+    """Smallest distance (and index) between interiors, over every shift and flip of each query image."""
+    ref_flat = _interior(ref.float().cpu(), max_shift).flatten(1)
+    best_d = torch.full((len(query),), float("inf"))
+    best_i = torch.zeros(len(query), dtype=torch.long)
+    for v in _variants(query.float().cpu(), max_shift, flips):
+        d, i = nearest_neighbours(v.flatten(1), ref_flat, device)
+        better = d < best_d
+        best_d[better], best_i[better] = d[better], i[better]
+    return best_d, best_i, ref_flat.shape[1]
+
+
 def memorisation_audit(generated, train, test, *, feature_net: FeatureNet | None = None, k_pairs: int = 8,
-                       quantile: float = 0.01, near_exact: float = 0.02, device=None,
-                       gen_features=None, train_features=None, test_features=None) -> dict:
+                       quantile: float = 0.01, near_exact: float = 0.01, device=None, max_shift: int = 1,
+                       flips: bool = True, gen_features=None, train_features=None, test_features=None) -> dict:
     """Does the generator copy its training images?
 
     For every generated image, find its nearest *training* image; do the same for
@@ -52,8 +84,12 @@ def memorisation_audit(generated, train, test, *, feature_net: FeatureNet | None
     distances (``ratio`` ≈ 1); one that memorises gives much smaller ones
     (``ratio`` ≪ 1).
 
-    Pixel space (the primary result): RMS distance per pixel in [-1, 1] units,
-    ``||x - y||_2 / sqrt(C·H·W)``. A generated image counts as a copy
+    Pixel space (the primary result): RMS distance per pixel on the display scale
+    [0, 1] (the scale of notebook 01), ``||x - y||_2 / sqrt(C·H·W)``, minimised over
+    shifts of up to ``max_shift`` px and a horizontal flip of the query image (so a
+    shifted or mirrored copy still counts as close), computed on the image interior
+    (a ``max_shift`` border dropped, so every compared pixel exists in both images);
+    held-out images get the same search. A generated image counts as a copy
     (``n_copies``) if it is closer to a training image than the ``quantile``
     (1 %) of the test→train distances, or near-exact (RMS ≤ ``near_exact``).
     By construction about 1 % of test images fall below the threshold
@@ -77,14 +113,12 @@ def memorisation_audit(generated, train, test, *, feature_net: FeatureNet | None
             f"{tuple(te_img.shape[1:])} images must have the same C×H×W for a pixel-space audit "
             "(resize the generated images with torch.nn.functional.interpolate)."
         )
-    g = g_img.flatten(1).float().cpu()
-    tr = tr_img.flatten(1).float().cpu()
-    te = te_img.flatten(1).float().cpu()
-    scale = math.sqrt(g.shape[1])
-    gd, gi = nearest_neighbours(g, tr, device)
-    td, _ = nearest_neighbours(te, tr, device)
+    gd, gi, n_pix = _nearest_under_transforms(g_img, tr_img, max_shift, flips, device)
+    td, _, _ = _nearest_under_transforms(te_img, tr_img, max_shift, flips, device)
+    scale = 2 * math.sqrt(n_pix)  # RMS on the [0, 1] display scale
     out = _nn_summary(gd / scale, gi, td / scale, quantile, near_exact, k_pairs)
-    out["space"] = "pixel (RMS per pixel, images in [-1, 1])"
+    out["space"] = (f"pixel (RMS per pixel on the [0, 1] scale, best over shifts of up to {max_shift} px"
+                    f"{' and a horizontal flip' if flips else ''}; the outer {max_shift} px excluded)")
     out["feature"] = None
     if feature_net is not None or gen_features is not None:
         if gen_features is None or train_features is None or test_features is None:

@@ -32,6 +32,7 @@ def trainer_state(tr) -> dict:
         "opt_G": tr.opt_G.state_dict(),
         "opt_D": tr.opt_D.state_dict(),
         "scaler": tr.scaler.state_dict() if tr.scaler.is_enabled() else {},
+        "G_ema": tr.G_ema.state_dict() if tr.G_ema is not None else {},
         "rng": {"trainer": tr.gen.get_state(), "device_type": tr.device.type},
         "fixed_noise": tr.fixed_noise,
         "history": tr.history,
@@ -84,6 +85,8 @@ def restore_trainer(tr, path: Path) -> None:
         scaler = state.get("scaler") or state.get("scalers", {}).get("D")
         if scaler and tr.scaler.is_enabled():
             tr.scaler.load_state_dict(scaler)
+        if tr.G_ema is not None and state.get("G_ema"):
+            tr.G_ema.load_state_dict(state["G_ema"])
         tr.epoch, tr.global_step = int(state["epoch"]), int(state["global_step"])
         _restore_generator(tr, state["rng"], path)
         tr.fixed_noise = state["fixed_noise"]

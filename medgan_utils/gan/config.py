@@ -19,6 +19,7 @@ class TrainConfig:
     loss: a loss name for :func:`~medgan_utils.gan.steps.make_step` (instead of a ``step_fn``).
     precision: ``'auto'|'fp32'|'bf16'|'fp16'`` (see :mod:`medgan_utils.core.precision`).
     channels_last: ``None`` = where it pays (CUDA, CPU with oneDNN; never MPS).
+    ema_decay: keep an exponential moving average of G's weights (e.g. 0.999) and sample from it.
     compile: ``torch.compile`` G and D: ``True`` (CUDA graphs on CUDA) or a compile mode string.
     seed: seeds the trainer's own generator (shuffling and noise) and the fixed noise.
     checkpoint_dir, checkpoint_every, keep_checkpoints, resume: checkpointing; with ``resume=False``
@@ -38,6 +39,7 @@ class TrainConfig:
     precision: str = "auto"
     channels_last: bool | None = None
     compile: bool | str = False
+    ema_decay: float | None = None
     seed: int = 0
     checkpoint_dir: str | Path | None = None
     checkpoint_every: int = 1
@@ -63,6 +65,8 @@ class TrainConfig:
             raise SettingError(f"betas must be two numbers in [0, 1), got {self.betas!r}.")
         if self.on_diverge not in {"raise", "stop"}:
             raise SettingError(f"on_diverge must be 'raise' or 'stop', got {self.on_diverge!r}.")
+        if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 < self.ema_decay < 1):
+            raise SettingError(f"ema_decay must be a number in (0, 1), e.g. 0.999, or None; got {self.ema_decay!r}.")
         if isinstance(self.compile, str) and self.compile not in compile_modes():
             raise SettingError(f"compile={self.compile!r} is not a torch.compile mode. "
                                f"Fix: use True, False or one of {', '.join(compile_modes())}.")

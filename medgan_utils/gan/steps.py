@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .losses import get_losses
 
-__all__ = ["make_step", "dcgan_step", "bce_d_loss", "bce_g_loss"]
+__all__ = ["make_step", "dcgan_step", "bce_d_loss", "bce_g_loss", "count_step_flops"]
 
 
 def bce_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -45,7 +45,7 @@ def make_step(loss="dcgan", concat: bool = False) -> Callable:
     ``concat=True`` sends both through D as one batch: a little faster, but with batch
     norm in D it is a trap. D then learns to separate real from fake *relative to the
     mixed batch's statistics*, while G is trained against D applied to an all-fake batch,
-    a different function (notebook 03, exercise 4). Use it only with a D without batch norm.
+    a different function (notebook 03, exercise 03.5). Use it only with a D without batch norm.
     """
     if isinstance(loss, str) and loss.strip().lower() == "dcgan":
         d_loss_fn, g_loss_fn, label = bce_d_loss, bce_g_loss, "dcgan"
@@ -92,3 +92,25 @@ def make_step(loss="dcgan", concat: bool = False) -> Callable:
 
 dcgan_step = make_step("dcgan")
 dcgan_step.__name__ = "dcgan_step"
+
+
+def count_step_flops(G, D, real: torch.Tensor, z: torch.Tensor) -> int:
+    """Floating-point operations of one DCGAN training step on the batch ``real`` (forward and backward of the D
+    update and of the G update, as :data:`dcgan_step` does them), counted by ``torch.utils.flop_counter``.
+
+    No optimiser step is taken and the gradients are cleared afterwards; batch-norm running statistics do move,
+    so count on a fresh pair of networks.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fake = G(z)
+        bce_d_loss(D(real).float(), D(fake.detach()).float()).backward()
+        D.requires_grad_(False)
+        try:
+            bce_g_loss(D(fake).float()).backward()
+        finally:
+            D.requires_grad_(True)
+    G.zero_grad(set_to_none=True)
+    D.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())

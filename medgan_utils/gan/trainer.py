@@ -31,6 +31,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..core.device import data_placement, fast_kernel_flags, prefers_channels_last, temporary_backend_flags
 from ..core.errors import CourseError, SettingError, positive_int
@@ -86,6 +87,8 @@ class DCGANTrainer:
         self.opt_G = make_adam(self.G_raw.parameters(), self.lr_G, cfg.betas, self.device)
         self.opt_D = make_adam(self.D_raw.parameters(), self.lr_D, cfg.betas, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
+        self.G_ema = (AveragedModel(self.G_raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+                      if cfg.ema_decay else None)
         self._compile(cfg.compile)
         self.step_fn = make_step(cfg.loss) if cfg.loss is not None else (step_fn or dcgan_step)
         self.seed = int(cfg.seed)
@@ -154,7 +157,7 @@ class DCGANTrainer:
         """Generate images (CPU float32 in [-1, 1]) with G in eval mode.
 
         Eval mode makes each image depend only on its own ``z`` (batch norm uses its
-        running statistics). Give ``z`` (N×latent or N×latent×1×1) or ``n`` (noise from
+        running statistics). With ``ema_decay`` set, the moving average of G draws. Give ``z`` (N×latent or N×latent×1×1) or ``n`` (noise from
         ``generator``, default a CPU generator seeded with the trainer's seed + 2).
         """
         if z is None:
@@ -163,16 +166,17 @@ class DCGANTrainer:
             g = generator or torch.Generator().manual_seed(self.seed + 2)
             z = torch.randn(positive_int(n, "n", minimum=0), self.latent_dim, 1, 1, generator=g)
         z = z[:, :, None, None] if z.ndim == 2 else z
-        was_training = self.G_raw.training
-        self.G_raw.eval()
+        net = self.G_ema.module if self.G_ema is not None else self.G_raw
+        was_training = net.training
+        net.eval()
         out = []
         try:
             with temporary_backend_flags(**self._speed_flags):
                 for chunk in z.split(batch):
                     with self.autocast():
-                        out.append(self.G_raw(chunk.to(self.device)).float().cpu())
+                        out.append(net(chunk.to(self.device)).float().cpu())
         finally:
-            self.G_raw.train(was_training)
+            net.train(was_training)
         return torch.cat(out) if out else torch.empty(0, *self.image_shape)
 
     # ------------------------------------------------------------------ training
@@ -190,6 +194,8 @@ class DCGANTrainer:
             torch.compiler.cudagraph_mark_step_begin()
         z = torch.randn(real.shape[0], self.latent_dim, 1, 1, device=self.device, generator=self.gen)
         out = self.step_fn(self, real, z)
+        if self.G_ema is not None:
+            self.G_ema.update_parameters(self.G_raw)
         return torch.stack([out[k].detach().float().reshape(()) if k in out else self._nan for k in METRIC_KEYS])
 
     def run_steps(self, n: int) -> None:

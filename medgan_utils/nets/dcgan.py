@@ -128,19 +128,24 @@ class Discriminator(nn.Module):
         size: input size in px (28, 32, 64, 128, or any 4·2^k / 7·2^k).
         base: width of the first layer; widths double with depth (64 in the paper).
         batch_norm: set False to remove batch norm (an exercise in notebook 03).
+        norm: ``"batch"`` (DCGAN), ``"spectral"`` (spectral normalisation of every conv, Miyato et al.
+            2018, and no batch norm) or ``"none"``; overrides ``batch_norm`` when given.
         generator: optional ``torch.Generator`` for a reproducible initialisation.
     """
 
     def __init__(self, channels: int = 1, size: int = 64, base: int = 64, batch_norm: bool = True,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, norm: str | None = None):
         super().__init__()
-        self.channels, self.size, self.base = int(channels), int(size), int(base)
+        norm = norm or ("batch" if batch_norm else "none")
+        if norm not in {"batch", "spectral", "none"}:
+            raise ValueError(f"norm must be 'batch', 'spectral' or 'none', got {norm!r}.")
+        self.channels, self.size, self.base, self.norm = int(channels), int(size), int(base), norm
         start, n_down = dcgan_layout(size)
         layers: list[nn.Module] = [nn.Conv2d(channels, base, 4, 2, 1, bias=True), nn.LeakyReLU(0.2, inplace=True)]
         width = base
         for _ in range(n_down - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=not batch_norm)]
-            if batch_norm:
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch")]
+            if norm == "batch":
                 layers += [nn.BatchNorm2d(width * 2)]
             layers += [nn.LeakyReLU(0.2, inplace=True)]
             width *= 2
@@ -148,17 +153,33 @@ class Discriminator(nn.Module):
         layers += [nn.Conv2d(width, 1, start, 1, 0, bias=True)]
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self, generator)
+        if norm == "spectral":
+            _add_spectral_norm(self.net, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()
 
 
+def _add_spectral_norm(net: nn.Module, generator: torch.Generator | None) -> None:
+    """Spectral normalisation on every conv; its power-iteration vectors are drawn without touching the global RNG."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for i, m in enumerate(net):
+            if isinstance(m, nn.Conv2d):
+                net[i] = nn.utils.parametrizations.spectral_norm(m)
+
+
 def make_dcgan(size: int = 64, channels: int = 1, latent_dim: int = 100, base: int = 64, seed: int | None = None,
-               device=None, channels_last: bool = False) -> tuple[Generator, Discriminator]:
-    """A generator/discriminator pair for ``size`` px, optionally seeded and moved to ``device``."""
+               device=None, channels_last: bool = False, d_norm: str = "batch") -> tuple[Generator, Discriminator]:
+    """A generator/discriminator pair for ``size`` px, optionally seeded and moved to ``device``.
+
+    ``d_norm`` is the discriminator's normalisation: ``"batch"`` (DCGAN), ``"spectral"`` or ``"none"``.
+    """
     g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    G = Generator(latent_dim, channels, size, base, generator=g)
-    D = Discriminator(channels, size, base, generator=g)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):  # a seeded build leaves the global RNG alone
+        G = Generator(latent_dim, channels, size, base, generator=g)
+        D = Discriminator(channels, size, base, generator=g, norm=d_norm)
     if device is not None or channels_last:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         G = G.to(device or "cpu", memory_format=fmt)
