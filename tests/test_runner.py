@@ -66,3 +66,15 @@ def test_cli_run_setup_notebook_with_parameter(tmp_path):
     assert rec["seed"] == 7 and rec["mode"] == "fast"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary[0]["status"] == "ok" and summary[0]["seconds"] > 0
+    # terminal hygiene: the learner sees progress and results, not library warnings
+    for noise in ("Unable to parse", "running over TCP", "Traceback"):
+        assert noise not in res.stdout + res.stderr, noise
+
+
+def test_notebook_03_parameters_parse_cleanly():
+    """papermill reads every parameter of 03, BETAS included (its comment has no '=' that papermill trips over)."""
+    from medgan_utils.tools.runner import notebook_parameters
+
+    params = notebook_parameters(ROOT / "notebooks" / "03_dcgan.ipynb")
+    assert params["BETAS"]["default"] == (0.5, 0.999) and params["EPOCHS"]["type"] == "int"
+    assert params["EMA_DECAY"]["type"] == "float" and params["PRECISION"]["type"] == "str"
