@@ -21,7 +21,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import CourseError, CoursePathError, path_error  # noqa: F401
+from .errors import CourseError, CoursePathError, path_error
 
 PART_SUFFIX = ".part"
 STALE_PART_SECONDS = 24 * 3600

@@ -60,16 +60,16 @@ def _variants(x: torch.Tensor, max_shift: int, flips: bool):
                 yield src[..., m + dy:H - m + dy, m + dx:W - m + dx]
 
 
-def _nearest_under_transforms(query: torch.Tensor, ref: torch.Tensor, max_shift: int, flips: bool, device):
-    """Smallest distance (and index) between interiors, over every shift and flip of each query image."""
-    ref_flat = _interior(ref.float().cpu(), max_shift).flatten(1)
+def _nearest_under_transforms(query: torch.Tensor, ref_flat: torch.Tensor, max_shift: int, flips: bool, device):
+    """Smallest distance (and index) to the flattened reference interiors ``ref_flat``, over every shift and
+    flip of each query image."""
     best_d = torch.full((len(query),), float("inf"))
     best_i = torch.zeros(len(query), dtype=torch.long)
     for v in _variants(query.float().cpu(), max_shift, flips):
         d, i = nearest_neighbours(v.flatten(1), ref_flat, device)
         better = d < best_d
         best_d[better], best_i[better] = d[better], i[better]
-    return best_d, best_i, ref_flat.shape[1]
+    return best_d, best_i
 
 
 def memorisation_audit(generated, train, test, *, feature_net: FeatureNet | None = None, k_pairs: int = 8,
@@ -113,9 +113,10 @@ def memorisation_audit(generated, train, test, *, feature_net: FeatureNet | None
             f"{tuple(te_img.shape[1:])} images must have the same C×H×W for a pixel-space audit "
             "(resize the generated images with torch.nn.functional.interpolate)."
         )
-    gd, gi, n_pix = _nearest_under_transforms(g_img, tr_img, max_shift, flips, device)
-    td, _, _ = _nearest_under_transforms(te_img, tr_img, max_shift, flips, device)
-    scale = 2 * math.sqrt(n_pix)  # RMS on the [0, 1] display scale
+    tr_flat = _interior(tr_img.float().cpu(), max_shift).flatten(1)
+    gd, gi = _nearest_under_transforms(g_img, tr_flat, max_shift, flips, device)
+    td, _ = _nearest_under_transforms(te_img, tr_flat, max_shift, flips, device)
+    scale = 2 * math.sqrt(tr_flat.shape[1])  # RMS on the [0, 1] display scale
     out = _nn_summary(gd / scale, gi, td / scale, quantile, near_exact, k_pairs)
     out["space"] = (f"pixel (RMS per pixel on the [0, 1] scale, best over shifts of up to {max_shift} px"
                     f"{' and a horizontal flip' if flips else ''}; the outer {max_shift} px excluded)")

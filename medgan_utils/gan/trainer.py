@@ -121,7 +121,7 @@ class DCGANTrainer:
             raise SettingError("data must be an ImageSet or an N×C×H×W tensor of images in [-1, 1].")
         images = images.detach()
         q = to_uint8(images)
-        self.data_dtype = "uint8" if torch.equal(from_uint8(q.clone()), images.float()) else "float32"
+        self.data_dtype = "uint8" if torch.equal(from_uint8(q), images.float()) else "float32"
         stored = q if self.data_dtype == "uint8" else images.float()
         where, self.placement_reason = data_placement(stored.numel() * stored.element_size(), self.device)
         self.data_on_device = where == "device"

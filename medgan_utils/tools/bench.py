@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..core.device import device_name, get_device, set_backend_flags, synchronize
 from ..core.errors import SettingError, positive_int
 from ..core.precision import resolve_precision
+from ..data.imageset import from_uint8, to_uint8
 from ..gan.trainer import DCGANTrainer
 from ..nets.dcgan import dcgan_layout, make_dcgan
 
@@ -170,7 +171,7 @@ def run_dcgan_bench(size: int = 64, batch: int = 128, device=None, channels: int
     seconds = float(seconds or (20.0 if dev.type == "cpu" else 10.0))
     windows = max(1, int(windows))
     images = torch.rand(n_images, channels, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-    images = (images.add(1).mul(127.5).round() / 127.5 - 1)  # 8-bit levels, as real data
+    images = from_uint8(to_uint8(images))  # 8-bit levels, as real data
 
     def trainer(prec):
         G, D = make_dcgan(size, channels, latent_dim, base, seed=seed)
