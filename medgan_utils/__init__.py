@@ -15,30 +15,40 @@ The layers, bottom to top (each imports only those below it):
 
 Every name below is also importable from its subpackage, e.g. ``medgan_utils.gan.DCGANTrainer``.
 """
-from .core import (CourseError, SettingError, autocast, available_devices, device_name, get_device, resolve_precision,
-                   seed_everything)
-from .course import (Mixture1D, Settings, class_balance, duplicates_across_splits, environment_report, explore,
-                     find_duplicates, format_report, gan_diagram, image_grid, intensity_histograms, is_fast,
-                     jsd_on_grid, kl_on_grid, lesion_fraction, make_discriminator, make_generator, mean_ci,
-                     mode_coverage, montage_by_class, nearest_neighbours, optimal_discriminator, plot_curves,
-                     record_results, results_path, ring_centers, sample_ring, setup, show_grid, show_solution,
-                     show_with_masks, student_exercise, time_matmul, to_display, value_on_grid, ToyGANTrainer,
-                     grade_step, toy_gan_step)
-from .data import (COURSE_FILES, CorruptDataError, DataError, DataUnavailableError, ImageSet, UnknownDatasetError,
-                   UnsupportedSizeError, available_datasets, dataset_info, ensure_file, file_spec, load_dataset,
-                   load_splits)
-from .evaluation import (INCEPTION_FID_CAVEAT, evaluate_generator, evaluation_table, extract_features,
-                         fixed_feature_net, frechet_distance, kid, memorisation_audit, plot_memorisation_pairs,
-                         precision_recall, train_feature_net)
-from .gan import (DCGANTrainer, TrainConfig, TrainingDiverged, count_step_flops, d_loss_bce, dcgan_step,
-                  g_loss_nonsaturating, g_loss_saturating, get_losses, make_step)
-from .nets import Discriminator, FeatureNet, Generator, count_parameters, format_layer_table, layer_table, make_dcgan
+from .core import (autocast, available_devices, CourseError, device_name, get_device, positive_int, resolve_precision,
+                   seed_everything, SettingError)
+from .course import (arm_training_set, ARMS, cached_conditional_gan, check_arms, class_balance, draw_synthetic,
+                     duplicates_across_splits, environment_report, explore, find_duplicates, format_report, gan_diagram,
+                     grade_step, image_grid, intensity_histograms, is_fast, jsd_on_grid, kl_on_grid, lesion_fraction,
+                     make_discriminator, make_generator, mean_ci, Mixture1D, mode_coverage, montage_by_class,
+                     nearest_neighbours, optimal_discriminator, plot_curves, record_results, results_path, ring_centers,
+                     sample_ring, Settings, setup, show_grid, show_solution, show_with_masks, student_exercise,
+                     SYNTHETIC_ARMS, synthetic_counts_for, time_matmul, to_display, toy_gan_step, ToyGANTrainer,
+                     value_on_grid)
+from .data import (available_datasets, classical_augment, CorruptDataError, count_matched_indices, COURSE_FILES,
+                   DataError, dataset_info, DataUnavailableError, deform_masks, drop_leaked_duplicates, ensure_file,
+                   file_spec, image_hashes, ImageSet, lesion_stats, load_dataset, load_splits, SealedSplit,
+                   stratified_fraction, synthetic_class_counts, UnknownDatasetError, UnsupportedSizeError,
+                   UserDataError)
+from .evaluation import (binarise, conclusions, diagnosis_metrics, dice, dice_scores, evaluate_generator,
+                         evaluation_table, extract_features, fixed_feature_net, frechet_distance, hd95,
+                         INCEPTION_FID_CAVEAT, interval, iou, kid, memorisation_audit, minority_class,
+                         near_duplicate_pairs, official_test_metrics, paired_difference, plot_memorisation_pairs,
+                         precision_recall, predict_proba, segmentation_metrics, summarise_runs, task_of,
+                         train_classifier, train_feature_net, verdict)
+from .gan import (adversarial_segmentation_step, cgan_step, count_step_flops, d_loss_bce, dcgan_step, DCGANTrainer,
+                  dice_bce_loss, g_loss_nonsaturating, g_loss_saturating, get_losses, make_step, PairTrainer,
+                  pix2pix_step, segmentation_step, TrainConfig, TrainingDiverged)
+from .nets import (CompactCNN, ConditionalGenerator, count_parameters, Discriminator, FeatureNet, format_layer_table,
+                   Generator, layer_table, make_classifier, make_conditional_gan, make_dcgan, make_patch_discriminator,
+                   make_segmentation_nets, make_unet, PatchDiscriminator, ProjectionDiscriminator, UNet)
 
 __version__ = "0.2.0"
 
 __all__ = [
     # core
-    "CourseError", "SettingError", "autocast", "available_devices", "device_name", "get_device", "resolve_precision",
+    "CourseError", "SettingError", "autocast", "available_devices", "device_name", "get_device", "positive_int",
+    "resolve_precision",
     "seed_everything",
     # course
     "Settings", "setup", "is_fast", "record_results", "results_path", "mean_ci", "explore", "student_exercise",
@@ -60,5 +70,16 @@ __all__ = [
     # evaluation
     "train_feature_net", "fixed_feature_net", "extract_features", "evaluate_generator", "evaluation_table", "frechet_distance", "kid",
     "precision_recall", "memorisation_audit", "plot_memorisation_pairs", "INCEPTION_FID_CAVEAT",
+    # notebook 04: conditional GAN, diagnosis classifier, arms, statistics
+    "ARMS", "SYNTHETIC_ARMS", "arm_training_set", "cached_conditional_gan", "check_arms", "draw_synthetic",
+    "synthetic_counts_for", "SealedSplit", "UserDataError", "classical_augment", "count_matched_indices",
+    "drop_leaked_duplicates", "image_hashes", "stratified_fraction", "synthetic_class_counts", "conclusions",
+    "diagnosis_metrics", "interval", "minority_class", "official_test_metrics", "paired_difference", "predict_proba",
+    "summarise_runs", "task_of", "train_classifier", "verdict", "cgan_step", "CompactCNN", "ConditionalGenerator",
+    "ProjectionDiscriminator", "make_classifier", "make_conditional_gan", "near_duplicate_pairs",
+    # notebooks 05-06: segmentation nets, metrics and masks
+    "PatchDiscriminator", "UNet", "make_patch_discriminator", "make_segmentation_nets", "make_unet", "binarise", "dice", "dice_scores",
+    "hd95", "iou", "segmentation_metrics", "deform_masks", "lesion_stats", "PairTrainer",
+    "adversarial_segmentation_step", "dice_bce_loss", "pix2pix_step", "segmentation_step",
     "__version__",
 ]

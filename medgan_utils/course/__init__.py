@@ -4,6 +4,8 @@ the toys of 02.
 It uses every layer below it (core, data, nets, gan, evaluation) and is used only by
 notebooks and by :mod:`medgan_utils.tools`.
 """
+from .augmentation import (ARMS, SYNTHETIC_ARMS, arm_training_set, cached_conditional_gan, check_arms,
+                           draw_synthetic, gan_cache_key, synthetic_counts_for)
 from .envinfo import environment_report, format_report
 from .exercises import show_solution, student_exercise
 from .graders import ToyGANTrainer, grade_step, toy_gan_step
@@ -26,4 +28,6 @@ __all__ = [
     "Mixture1D", "gaussian_pdf", "jsd_on_grid", "kl_on_grid", "make_discriminator", "make_generator", "mlp",
     "mode_coverage", "optimal_discriminator", "ring_centers", "sample_ring", "value_on_grid",
     "explore", "frontend_available",
+    "ARMS", "SYNTHETIC_ARMS", "arm_training_set", "cached_conditional_gan", "check_arms", "draw_synthetic",
+    "gan_cache_key", "synthetic_counts_for",
 ]

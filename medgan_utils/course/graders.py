@@ -77,13 +77,15 @@ class ToyGANTrainer:
 
 
 def _tensors(trainer):
-    """``(name, tensor)`` for everything a step changes, in the order a step changes it: D, G, their optimisers."""
-    for net in ("D", "G"):
+    """``(name, tensor)`` for everything a step changes: the networks (D, G; or a PairTrainer's ``names``), then
+    their optimisers."""
+    nets = tuple(getattr(trainer, "names", None) or ("D", "G"))
+    for net in nets:
         module = getattr(trainer, f"{net}_raw", None)
         module = getattr(trainer, net) if module is None else module
         for key, value in module.state_dict().items():
             yield f"{net}.{key}", value
-    for opt in ("opt_D", "opt_G"):
+    for opt in (f"opt_{net}" for net in nets):
         for index, state in sorted(getattr(trainer, opt).state_dict()["state"].items()):
             for key, value in state.items():
                 if torch.is_tensor(value):
@@ -147,5 +149,5 @@ def grade_step(learner_step: Callable, reference_step: Callable, make_trainer: C
             raise _fail(f"{name} {what} ({_name(learner_step)} vs {_name(reference_step)})")
     n = sum(1 for _ in _tensors(ref))
     print(f"PASS: {_name(learner_step)} matches {_name(reference_step)} after {steps} step(s): "
-          f"all {n} tensors of D, G and both optimisers agree")
+          f"all {n} tensors of the networks and their optimisers agree")
     return True

@@ -9,41 +9,19 @@ dicts from :func:`mean_ci`.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import os
 import platform
 from pathlib import Path
 
-import numpy as np
-
 from ..core.env import results_dir
 from ..core.io import atomic_write_json
 from ..data.load import datasets_used
+from ..evaluation.statistics import mean_ci  # noqa: F401  (re-exported: results and CIs go together)
 
 
 def results_path(notebook: str) -> Path:
     """Where :func:`record_results` writes for ``notebook``."""
     return results_dir(notebook) / "results.json"
-
-
-def mean_ci(values, confidence: float = 0.95) -> dict:
-    """Mean and a Student-t confidence half-width of ``values`` (several seeds or runs).
-
-    Returns ``{"mean", "ci95", "std", "n", "values"}``; with one value the
-    half-width is ``None`` (one run gives no interval).
-    """
-    arr = np.asarray([float(v) for v in values], dtype=float)
-    n = int(arr.size)
-    if n == 0:
-        raise ValueError("mean_ci needs at least one value.")
-    mean = float(arr.mean())
-    if n == 1:
-        return {"mean": mean, "ci95": None, "std": None, "n": 1, "values": arr.tolist()}
-    std = float(arr.std(ddof=1))
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
-    return {"mean": mean, "ci95": half, "std": std, "n": n, "values": arr.tolist()}
 
 
 def _fmt(value) -> str:

@@ -13,6 +13,7 @@ the built-in phantoms with a banner and a warning, unless
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +27,8 @@ from .imageset import ImageSet, to_unit_range
 from .phantom import make_phantom
 from .registry import (PHANTOM, SPLITS, CorruptDataError, DataUnavailableError, check_size, dataset_kind,
                        file_spec, medmnist_info)
+from .user_data import USER, check_user_size, dataset_kind_or_user, read_user_dataset, user_dataset_info
+from .user_masks import is_segmentation_data, read_user_masks, user_masks_info
 
 BUSI_LABELS = {0: "benign", 1: "malignant"}
 PHANTOM_LABELS = {0: "benign-like (smooth ellipse)", 1: "malignant-like (spiculated)"}
@@ -160,15 +163,17 @@ def _real_set(key: str, kind: str, split: str, size: int, as_rgb: bool, status: 
                     split=split, size=size, label_names=dict(BUSI_LABELS), info=info)
 
 
-def load_dataset(name: str, split: str = "train", size: int = 28, *, device=None, channels_last: bool = False,
-                 as_rgb: bool = False, download: bool = True, n: int | None = None,
+def load_dataset(name: str | os.PathLike, split: str = "train", size: int = 28, *, device=None,
+                 channels_last: bool = False, as_rgb: bool = False, download: bool = True, n: int | None = None,
                  phantom_seed: int = 0) -> ImageSet:
     """Load one split of a dataset as a new :class:`ImageSet` of tensors in [-1, 1].
 
     Args:
-        name: a 2D MedMNIST flag (``pneumoniamnist``, ``breastmnist``, ...), ``busi`` or ``phantom``.
+        name: a 2D MedMNIST flag (``pneumoniamnist``, ``breastmnist``, ...), ``busi``, ``phantom``, or a path
+            to your own data: a folder of class folders or a MedMNIST-style ``.npz`` (see ``user_data``), or
+            segmentation data: a MedSegBench-style ``.npz`` or a folder of images/ and masks/ (see ``user_masks``).
         split: ``train``, ``val`` or ``test``.
-        size: image size in px (MedMNIST 28/64/128/224, BUSI 128/256, phantom any ≥ 8).
+        size: image size in px (MedMNIST 28/64/128/224, BUSI 128/256, phantom and own data any ≥ 8).
         device: put the whole split on this device (e.g. ``cfg.device``); CPU when ``None``.
         channels_last: store images in channels_last format.
         as_rgb: repeat grayscale images to 3 channels.
@@ -176,13 +181,17 @@ def load_dataset(name: str, split: str = "train", size: int = 28, *, device=None
         n: keep at most ``n`` samples (a seeded subset), e.g. for fast mode.
         phantom_seed: seed of the phantom generator (fallback and ``phantom``).
     """
-    kind = dataset_kind(name)
-    key = str(name).strip().lower()
-    size = check_size(key, size)
+    kind = dataset_kind_or_user(name)
+    key = os.fspath(name) if kind == USER else str(name).strip().lower()
+    size = check_user_size(size, key) if kind == USER else check_size(key, size)
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}. Fix: use one of {', '.join(SPLITS)}.")
-    ds = _load(key, kind, split, size, as_rgb, download, phantom_seed, n)
-    _USED[key] = {"used": ds.used, "size": size, "source": ds.source,
+    if kind == USER:  # never downloaded, never a phantom
+        read = read_user_masks if is_segmentation_data(name) else read_user_dataset
+        ds = read(name, split, size, as_rgb=as_rgb)
+    else:
+        ds = _load(key, kind, split, size, as_rgb, download, phantom_seed, n)
+    _USED[key] = {"used": ds.used, "size": size, "source": USER if kind == USER else ds.source,
                   "checksum": ds.info.get("checksum"), "variant": ds.info.get("variant")}
     if n is not None and n < len(ds):
         ds = ds.subset(n)
@@ -219,14 +228,16 @@ def _load(key, kind, split, size, as_rgb, download, phantom_seed, n) -> ImageSet
     return _real_set(key, kind, split, size, as_rgb, status)
 
 
-def load_splits(name: str, size: int = 28, **kwargs) -> dict[str, ImageSet]:
+def load_splits(name: str | os.PathLike, size: int = 28, **kwargs) -> dict[str, ImageSet]:
     """``{'train': ..., 'val': ..., 'test': ...}`` via :func:`load_dataset`."""
     return {split: load_dataset(name, split, size, **kwargs) for split in SPLITS}
 
 
-def dataset_info(name: str, size: int = 28) -> dict:
+def dataset_info(name: str | os.PathLike, size: int = 28) -> dict:
     """Per-split counts, channels, real or phantom, path and checksum status; never downloads or records use."""
-    kind = dataset_kind(name)
+    kind = dataset_kind_or_user(name)
+    if kind == USER:
+        return (user_masks_info if is_segmentation_data(name) else user_dataset_info)(name, size)
     key = str(name).strip().lower()
     size = check_size(key, size)
     if kind == PHANTOM:

@@ -1,19 +1,28 @@
-"""Evaluation of generators: a fixed domain feature net, FD/KID/precision-recall, memorisation, Inception FID.
+"""Evaluation of generators: a fixed domain feature net, FD/KID/precision-recall, memorisation, Inception FID;
+segmentation metrics (Dice, IoU, HD95) and near-duplicate checks across splits.
 
 Nothing here imports :mod:`medgan_utils.gan`: metrics never depend on how a model was trained.
 """
+from .diagnosis import (SUPPORTED_TASKS, diagnosis_metrics, minority_class, official_test_metrics, predict_proba,
+                        task_of, train_classifier)
 from .distances import frechet_distance, frechet_distance_from_stats, kid, knn_radii, precision_recall
 from .features import FIXED_RECIPE, default_cache_dir, extract_features, fixed_feature_net, train_feature_net
 from .generator_report import evaluate_generator, evaluation_table
 from .inception import (INCEPTION_FID_CAVEAT, InceptionWeightsUnavailable, inception_features,
                         inception_features_available, inception_fid, inception_weights_path)
 from .memorisation import memorisation_audit, plot_memorisation_pairs
-from .neighbours import nearest_neighbours
+from .neighbours import NEAR_DUPLICATE_MAX, NEAR_DUPLICATE_RELATIVE, near_duplicate_pairs, nearest_neighbours
+from .segmentation import binarise, dice, dice_scores, hd95, iou, segmentation_metrics
+from .statistics import conclusions, interval, mean_ci, paired_difference, summarise_runs, verdict
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_stats", "kid", "knn_radii", "precision_recall",
     "FIXED_RECIPE", "default_cache_dir", "extract_features", "fixed_feature_net", "train_feature_net", "evaluate_generator", "evaluation_table",
     "INCEPTION_FID_CAVEAT", "InceptionWeightsUnavailable", "inception_features", "inception_features_available",
     "inception_fid", "inception_weights_path", "memorisation_audit", "plot_memorisation_pairs",
-    "nearest_neighbours",
+    "nearest_neighbours", "SUPPORTED_TASKS", "diagnosis_metrics", "minority_class", "official_test_metrics",
+    "predict_proba", "task_of", "train_classifier", "conclusions", "interval", "mean_ci", "paired_difference",
+    "summarise_runs", "verdict",
+    "NEAR_DUPLICATE_MAX", "NEAR_DUPLICATE_RELATIVE", "near_duplicate_pairs",
+    "binarise", "dice", "dice_scores", "hd95", "iou", "segmentation_metrics",
 ]

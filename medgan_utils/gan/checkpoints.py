@@ -18,7 +18,7 @@ from ..core.io import CheckpointError, load_checkpoint
 
 CHECKPOINT_FORMAT = "medgan-dcgan-v2"
 READABLE_FORMATS = {"medgan-dcgan-v1", CHECKPOINT_FORMAT}
-MUST_MATCH = ("image_shape", "latent_dim", "batch_size", "n_train")
+MUST_MATCH = ("image_shape", "latent_dim", "batch_size", "n_train", "n_classes")
 
 
 def trainer_state(tr) -> dict:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .losses import get_losses
 
-__all__ = ["make_step", "dcgan_step", "bce_d_loss", "bce_g_loss", "count_step_flops"]
+__all__ = ["make_step", "dcgan_step", "cgan_step", "bce_d_loss", "bce_g_loss", "count_step_flops"]
 
 
 def bce_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -92,6 +92,36 @@ def make_step(loss="dcgan", concat: bool = False) -> Callable:
 
 dcgan_step = make_step("dcgan")
 dcgan_step.__name__ = "dcgan_step"
+
+
+def cgan_step(tr, real: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> dict:
+    """The class-conditional step of notebook 04 (projection D, hinge loss; Miyato & Koyama 2018).
+
+    G draws fakes of the *same classes* as the real batch, so D compares like with like; D is scored
+    on (image, class) pairs. The hinge loss is that of :func:`~medgan_utils.gan.losses.d_loss_hinge`.
+    """
+    G, D, opt_G, opt_D, scaler = tr.G, tr.D, tr.opt_G, tr.opt_D, tr.scaler
+    with tr.autocast():
+        fake = G(z, y)
+        real_logits = D(real, y).float()
+        fake_logits = D(fake.detach(), y).float()
+    loss_D = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    opt_D.zero_grad(set_to_none=True)
+    scaler.scale(loss_D).backward()
+    scaler.step(opt_D)
+    D.requires_grad_(False)
+    try:
+        with tr.autocast():
+            gen_logits = D(fake, y).float()
+        loss_G = -gen_logits.mean()
+        opt_G.zero_grad(set_to_none=True)
+        scaler.scale(loss_G).backward()
+        scaler.step(opt_G)
+    finally:
+        D.requires_grad_(True)
+    scaler.update()
+    return {"loss_D": loss_D.detach(), "loss_G": loss_G.detach(),
+            "D_x": torch.sigmoid(real_logits.detach()).mean(), "D_G_z": torch.sigmoid(fake_logits.detach()).mean()}
 
 
 def count_step_flops(G, D, real: torch.Tensor, z: torch.Tensor) -> int:

@@ -40,7 +40,7 @@ from ..core.precision import autocast, grad_scaler, make_adam, resolve_precision
 from ..data.imageset import from_uint8, to_uint8
 from .checkpoints import restore_trainer, trainer_state
 from .config import TrainConfig, config_from
-from .steps import dcgan_step, make_step
+from .steps import cgan_step, dcgan_step, make_step
 
 __all__ = ["DCGANTrainer", "TrainConfig", "TrainingDiverged", "METRIC_KEYS"]
 
@@ -62,10 +62,16 @@ class DCGANTrainer:
     training images in [-1, 1] (an ``ImageSet`` or an N×C×H×W tensor); ``step_fn`` is
     ``step(trainer, real, z) -> dict`` (default :data:`~medgan_utils.gan.steps.dcgan_step`);
     ``options`` are the fields of :class:`TrainConfig` (or pass ``config=TrainConfig(...)``).
+
+    A **conditional** G (one with an ``n_classes`` attribute, e.g.
+    :class:`~medgan_utils.nets.conditional.ConditionalGenerator`) is trained on (image, class)
+    pairs: the labels come from ``labels`` or the ``ImageSet``, the step is
+    ``step(trainer, real, z, y)`` (default :data:`~medgan_utils.gan.steps.cgan_step`), and
+    :meth:`sample` takes the classes to draw.
     """
 
     def __init__(self, G: nn.Module, D: nn.Module, data, *, step_fn: Callable | None = None, device=None,
-                 config: TrainConfig | None = None, **options):
+                 labels=None, config: TrainConfig | None = None, **options):
         cfg = self.config = config_from(config, options)
         if step_fn is not None and cfg.loss is not None:
             raise SettingError("Pass either step_fn or loss, not both.")
@@ -77,7 +83,9 @@ class DCGANTrainer:
         self.G_raw = G.to(self.device, memory_format=self.memory_format)
         self.D_raw = D.to(self.device, memory_format=self.memory_format)
         self.latent_dim = int(getattr(G, "latent_dim", 100))
+        self.n_classes = getattr(G, "n_classes", None)
         self._place_data(data)
+        self._place_labels(data, labels)
         self.batch_size = cfg.batch_size
         if self.n_train < self.batch_size:
             raise SettingError(f"batch_size={self.batch_size} exceeds the {self.n_train} training images. "
@@ -90,7 +98,8 @@ class DCGANTrainer:
         self.G_ema = (AveragedModel(self.G_raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                       if cfg.ema_decay else None)
         self._compile(cfg.compile)
-        self.step_fn = make_step(cfg.loss) if cfg.loss is not None else (step_fn or dcgan_step)
+        default_step = cgan_step if self.n_classes else dcgan_step
+        self.step_fn = make_step(cfg.loss) if cfg.loss is not None else (step_fn or default_step)
         self.seed = int(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(self.seed)
         self.fixed_noise = torch.randn(int(cfg.n_fixed), self.latent_dim, 1, 1,
@@ -133,6 +142,25 @@ class DCGANTrainer:
         self.n_train = int(self.data.shape[0])
         self.image_shape = list(self.data.shape[1:])
 
+    def _place_labels(self, data, labels) -> None:
+        """Class labels next to the images (conditional G only)."""
+        self.labels = None
+        if not self.n_classes:
+            return
+        labels = labels if labels is not None else getattr(data, "labels", None)
+        if labels is None or torch.as_tensor(labels).shape != (self.n_train,):
+            raise SettingError(f"A conditional G needs one class label per training image ({self.n_train}). "
+                               "Fix: pass an ImageSet with labels, or labels=<tensor of shape (N,)>.")
+        labels = torch.as_tensor(labels).long()
+        if int(labels.min()) < 0 or int(labels.max()) >= self.n_classes:
+            raise SettingError(f"Labels must lie in 0..{self.n_classes - 1}, the classes G was built for; found "
+                               f"{int(labels.min())}..{int(labels.max())}. Fix: build G with n_classes covering them.")
+        self.labels = labels.to(self.data.device)
+
+    def class_cycle(self, n: int) -> torch.Tensor:
+        """Classes 0, 1, ..., K-1, 0, 1, ... for ``n`` conditional samples."""
+        return torch.arange(int(n)) % int(self.n_classes)
+
     def _compile(self, compile) -> None:
         self.compiled = bool(compile)
         self._cudagraphs = False
@@ -153,12 +181,13 @@ class DCGANTrainer:
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
     def sample(self, n: int | None = None, z: torch.Tensor | None = None, batch: int = 500,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         """Generate images (CPU float32 in [-1, 1]) with G in eval mode.
 
         Eval mode makes each image depend only on its own ``z`` (batch norm uses its
         running statistics). With ``ema_decay`` set, the moving average of G draws. Give ``z`` (N×latent or N×latent×1×1) or ``n`` (noise from
-        ``generator``, default a CPU generator seeded with the trainer's seed + 2).
+        ``generator``, default a CPU generator seeded with the trainer's seed + 2). A conditional G draws the
+        classes ``y`` (default :meth:`class_cycle`).
         """
         if z is None:
             if n is None:
@@ -166,34 +195,44 @@ class DCGANTrainer:
             g = generator or torch.Generator().manual_seed(self.seed + 2)
             z = torch.randn(positive_int(n, "n", minimum=0), self.latent_dim, 1, 1, generator=g)
         z = z[:, :, None, None] if z.ndim == 2 else z
+        if self.n_classes:
+            y = self.class_cycle(len(z)) if y is None else torch.as_tensor(y).long().reshape(-1)
+            if len(y) != len(z):
+                raise SettingError(f"Give one class per sample: {len(y)} classes for {len(z)} samples.")
         net = self.G_ema.module if self.G_ema is not None else self.G_raw
         was_training = net.training
         net.eval()
         out = []
         try:
             with temporary_backend_flags(**self._speed_flags):
-                for chunk in z.split(batch):
+                for i, chunk in enumerate(z.split(batch)):
+                    args = (chunk.to(self.device),)
+                    if self.n_classes:
+                        args += (y[i * batch:(i + 1) * batch].to(self.device),)
                     with self.autocast():
-                        out.append(net(chunk.to(self.device)).float().cpu())
+                        out.append(net(*args).float().cpu())
         finally:
             net.train(was_training)
         return torch.cat(out) if out else torch.empty(0, *self.image_shape)
 
     # ------------------------------------------------------------------ training
     def _epoch_batches(self):
-        """One epoch of batches: an on-device random permutation, the last partial batch dropped."""
+        """One epoch of (images, labels or None) batches: an on-device random permutation, the last partial
+        batch dropped."""
         perm = torch.randperm(self.n_train, device=self.device, generator=self.gen).to(self.data.device)
         B = self.batch_size
         for i in range(self.steps_per_epoch):
             batch = self.data.index_select(0, perm[i * B:(i + 1) * B]).to(self.device, non_blocking=True)
             batch = from_uint8(batch) if self.data_dtype == "uint8" else batch
-            yield batch.contiguous(memory_format=self.memory_format)
+            y = None if self.labels is None else self.labels.index_select(0, perm[i * B:(i + 1) * B]).to(
+                self.device, non_blocking=True)
+            yield batch.contiguous(memory_format=self.memory_format), y
 
-    def _run_step(self, real: torch.Tensor) -> torch.Tensor:
+    def _run_step(self, real: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self._cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         z = torch.randn(real.shape[0], self.latent_dim, 1, 1, device=self.device, generator=self.gen)
-        out = self.step_fn(self, real, z)
+        out = self.step_fn(self, real, z) if y is None else self.step_fn(self, real, z, y)
         if self.G_ema is not None:
             self.G_ema.update_parameters(self.G_raw)
         return torch.stack([out[k].detach().float().reshape(()) if k in out else self._nan for k in METRIC_KEYS])
@@ -203,8 +242,8 @@ class DCGANTrainer:
         n, done = positive_int(n, "steps", minimum=0), 0
         with temporary_backend_flags(**self._speed_flags):
             while done < n:
-                for real in self._epoch_batches():
-                    self._run_step(real)
+                for real, y in self._epoch_batches():
+                    self._run_step(real, y)
                     done += 1
                     if done >= n:
                         return
@@ -254,8 +293,8 @@ class DCGANTrainer:
         buf = torch.empty(self.steps_per_epoch, len(METRIC_KEYS), device=self.device)
         if bar is not None:
             bar.set_description(f"epoch {self.epoch + 1}/{epochs}")
-        for i, real in enumerate(self._epoch_batches()):
-            buf[i] = self._run_step(real)
+        for i, (real, y) in enumerate(self._epoch_batches()):
+            buf[i] = self._run_step(real, y)
             if bar is not None:
                 bar.update(1)
             if (i + 1) % self.config.log_every == 0 and i + 1 < self.steps_per_epoch:
@@ -345,7 +384,8 @@ class DCGANTrainer:
         """The settings a checkpoint must agree with to be resumed."""
         return {"image_shape": self.image_shape, "latent_dim": self.latent_dim, "batch_size": self.batch_size,
                 "n_train": self.n_train, "precision": self.precision, "lr_G": self.lr_G, "lr_D": self.lr_D,
-                "seed": self.seed, "step_fn": getattr(self.step_fn, "__name__", "custom")}
+                "seed": self.seed, "step_fn": getattr(self.step_fn, "__name__", "custom"),
+                "n_classes": self.n_classes}
 
     def state_dict(self) -> dict:
         return trainer_state(self)

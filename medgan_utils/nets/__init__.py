@@ -1,7 +1,14 @@
-"""Networks: the DCGAN generator and discriminator, the feature net, and layer tables."""
+"""Networks: the DCGAN and conditional GAN pairs, the diagnosis classifiers, the feature net, the U-Net and
+PatchGAN of segmentation, layer tables."""
 from .dcgan import SUPPORTED_SIZES, Discriminator, Generator, dcgan_layout, init_dcgan_weights, make_dcgan
+from .classifier import CLASSIFIERS, CompactCNN, make_classifier, resnet18_small
+from .conditional import ConditionalGenerator, ProjectionDiscriminator, make_conditional_gan
 from .feature_net import FeatureNet
+from .segmentation import PatchDiscriminator, UNet, make_patch_discriminator, make_segmentation_nets, make_unet
 from .summary import count_parameters, format_layer_table, layer_table
 
 __all__ = ["SUPPORTED_SIZES", "Discriminator", "Generator", "dcgan_layout", "init_dcgan_weights", "make_dcgan",
-           "FeatureNet", "count_parameters", "format_layer_table", "layer_table"]
+           "CLASSIFIERS", "CompactCNN", "make_classifier", "resnet18_small", "ConditionalGenerator",
+           "ProjectionDiscriminator", "make_conditional_gan", "FeatureNet", "count_parameters", "format_layer_table",
+           "layer_table", "PatchDiscriminator", "UNet", "make_patch_discriminator", "make_segmentation_nets",
+           "make_unet"]

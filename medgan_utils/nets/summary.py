@@ -17,28 +17,35 @@ def layer_table(model: nn.Module, input_shape, device=None) -> list[dict]:
 
     Args:
         model: any module (e.g. :class:`Generator` or :class:`Discriminator`).
-        input_shape: shape of one input *including* the batch dimension, e.g. ``(2, 100)`` or ``(2, 1, 64, 64)``.
+        input_shape: shape of one input *including* the batch dimension, e.g. ``(2, 100)`` or ``(2, 1, 64, 64)``;
+            or a tuple of example input tensors for a model of several inputs, e.g. ``(z, y)``.
     Returns a list of dicts ``{"layer", "type", "output_shape", "params"}``; the first row is the input.
     The model's mode and batch-norm running statistics are left unchanged.
     """
     device = device or next(model.parameters()).device
-    rows = [{"layer": "input", "type": "", "output_shape": tuple(input_shape[1:]), "params": 0}]
+    if isinstance(input_shape, (tuple, list)) and input_shape and torch.is_tensor(input_shape[0]):
+        inputs = [t.to(device) for t in input_shape]
+    else:
+        inputs = [torch.zeros(*input_shape, device=device)]
+    rows = [{"layer": "input", "type": "", "output_shape": tuple(inputs[0].shape[1:]), "params": 0}]
     hooks = []
 
     def hook(name):
         def fn(mod, inp, out):
             rows.append({"layer": name, "type": type(mod).__name__, "output_shape": tuple(out.shape[1:]),
-                         "params": sum(p.numel() for p in mod.parameters(recurse=False))})
+                         "params": sum(p.numel() for p in mod.parameters(recurse=hasattr(mod, "parametrizations")))})
         return fn
 
-    for name, mod in model.named_modules():
-        if len(list(mod.children())) == 0:
+    for name, mod in model.named_modules():  # leaves; a spectrally normalised layer counts as one leaf
+        if "parametrizations" in name.split("."):
+            continue
+        if all(child == "parametrizations" for child, _ in mod.named_children()):
             hooks.append(mod.register_forward_hook(hook(name)))
     was_training = model.training
     model.eval()  # eval: the dummy batch must not touch batch-norm running statistics
     try:
         with torch.no_grad():
-            model(torch.zeros(*input_shape, device=device))
+            model(*inputs)
     finally:
         for h in hooks:
             h.remove()
