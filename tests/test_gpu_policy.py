@@ -264,7 +264,8 @@ def test_missing_step_metrics_are_nan_without_creating_tensors(monkeypatch):
         return {"loss_D": real_logits.mean() - fake_logits.mean(), "loss_G": fake_logits.mean()}
 
     tr = tiny_trainer(step_fn=losses_only)
-    batch = next(iter(tr._epoch_batches()))
+    batch, no_labels = next(iter(tr._epoch_batches()))  # (images, labels); None for an unconditional G
+    assert no_labels is None
 
     def no_tensor(*a, **k):
         raise AssertionError("torch.tensor called inside a training step (host sync / allocation)")
@@ -298,7 +299,7 @@ def test_real_images_are_stored_as_uint8_and_batches_match_the_float_images(monk
     assert tr.data_dtype == "uint8" and tr.data.dtype == torch.uint8
     assert tr.data.numel() * tr.data.element_size() * 4 == ds.images.numel() * ds.images.element_size()
     idx = _same_perm_first_batch(tr)
-    first = next(iter(tr._epoch_batches()))
+    first, _ = next(iter(tr._epoch_batches()))
     assert first.dtype == torch.float32
     assert torch.equal(first, ds.images[idx])
 
@@ -308,7 +309,7 @@ def test_continuous_images_are_stored_as_float32():
     tr = tiny_trainer(x)
     assert tr.data_dtype == "float32" and tr.data.dtype == torch.float32
     idx = _same_perm_first_batch(tr)
-    assert torch.equal(next(iter(tr._epoch_batches())), x[idx])
+    assert torch.equal(next(iter(tr._epoch_batches()))[0], x[idx])
 
 
 # --------------------------------------------------------------------------- backend flags
