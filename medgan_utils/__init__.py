@@ -42,6 +42,26 @@ from .gan import (adversarial_segmentation_step, cgan_step, count_step_flops, d_
 from .nets import (CompactCNN, ConditionalGenerator, count_parameters, Discriminator, FeatureNet, format_layer_table,
                    Generator, layer_table, make_classifier, make_conditional_gan, make_dcgan, make_patch_discriminator,
                    make_segmentation_nets, make_unet, PatchDiscriminator, ProjectionDiscriminator, UNet)
+# notebook 06: degradations, enhancer, image quality and hallucination measures
+from .course import CLASSICAL_METHODS, classical_restore, image_scores, tune_classical
+from .data import degrade, ENHANCEMENT_TASKS, low_dose, low_resolution, speckle
+from .evaluation import (hallucination_fraction, lesion_changes, noise_level, paired_bootstrap, psnr, PSNR_CAP_DB,
+                         ssim)
+from .gan import enhancement_step
+# notebook 08: attacks, tampering, membership inference, differential privacy
+from .course import (BLEND_MODES, dilate, inject_lesions, paste, place_lesion, region_recall, remove_lesions,
+                     residual_features, TAMPER_KINDS)
+from .evaluation import (attack_images, attack_metrics, ATTACKS, check_attacks, check_epsilons, discriminator_scores,
+                         fgsm, membership_auc, membership_inference, perturbation_stats, pgd, train_adversarial)
+from .gan import epsilon_spent, noise_for_epsilon, PrivateGANResult, train_private_gan
+# notebook 07: stability, data scarcity, cost, GANs against diffusion
+from .course import (check_labs, diversity_ratio, failure_signature, generator_grad_norm, LAB_NAMES,
+                     train_image_gan, train_ring_gan)
+from .evaluation import conv2d_flops, format_cost_table, training_cost
+from .gan import (check_variants, d_loss_wgan, ddpm_sample, ddpm_step, diff_augment, DIFFAUGMENT_POLICY,
+                  gradient_penalty, make_diff_augment, make_stable_step, r1_penalty, STABILITY_VARIANTS,
+                  variant_options)
+from .nets import DDPMSchedule, make_noise_predictor, NoisePredictor
 
 __version__ = "0.2.0"
 
@@ -81,5 +101,20 @@ __all__ = [
     "PatchDiscriminator", "UNet", "make_patch_discriminator", "make_segmentation_nets", "make_unet", "binarise", "dice", "dice_scores",
     "hd95", "iou", "segmentation_metrics", "deform_masks", "lesion_stats", "PairTrainer",
     "adversarial_segmentation_step", "dice_bce_loss", "pix2pix_step", "segmentation_step",
+    # notebook 06: enhancement
+    "CLASSICAL_METHODS", "classical_restore", "image_scores", "tune_classical", "ENHANCEMENT_TASKS", "degrade",
+    "low_dose", "low_resolution", "speckle", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes",
+    "noise_level", "paired_bootstrap", "psnr", "ssim", "enhancement_step",
+    # notebook 08: attacks, tampering, membership inference, differential privacy
+    "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
+    "remove_lesions", "residual_features", "ATTACKS", "attack_images", "attack_metrics", "check_attacks",
+    "check_epsilons", "discriminator_scores", "fgsm", "membership_auc", "membership_inference", "perturbation_stats",
+    "pgd", "train_adversarial", "PrivateGANResult", "epsilon_spent", "noise_for_epsilon", "train_private_gan",
+    # notebook 07: stability, data scarcity, cost, GANs against diffusion
+    "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
+    "train_ring_gan", "conv2d_flops", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",
+    "d_loss_wgan", "ddpm_sample", "ddpm_step", "DIFFAUGMENT_POLICY", "diff_augment", "gradient_penalty",
+    "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule", "NoisePredictor",
+    "make_noise_predictor",
     "__version__",
 ]

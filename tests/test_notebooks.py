@@ -9,7 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["00_setup", "01_background", "02_minimax_loss", "03_dcgan", "04_augmentation", "05_segmentation"]
+EXPECTED = ["00_setup", "01_background", "02_minimax_loss", "03_dcgan", "04_augmentation", "05_segmentation",
+            "06_enhancement", "07_challenges", "08_trust"]
 
 
 def test_course_notebooks_present_in_order():

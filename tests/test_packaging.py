@@ -4,16 +4,20 @@ import tomllib
 from pathlib import Path
 
 import yaml
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _name(req: str) -> str:
-    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return Requirement(req.strip()).name.lower().replace("_", "-")
 
 
 def _spec(req: str) -> str:
-    return re.sub(r"\s+", "", req.strip()[len(_name(req)):]).replace("==", "=") if req else ""
+    """Extras and version range, normalised (``dask[distributed]>=2024.1`` -> ``[distributed]>=2024.1``)."""
+    r = Requirement(req.strip())
+    extras = f"[{','.join(sorted(r.extras))}]" if r.extras else ""
+    return extras + str(r.specifier)
 
 
 def _conda_deps():
@@ -38,15 +42,14 @@ def test_environment_yml_matches_pyproject():
     listed.pop("pip", None)
     assert set(listed) == set(wanted), f"only in pyproject: {set(wanted) - set(listed)}; only in environment.yml: {set(listed) - set(wanted)}"
     for name, spec in wanted.items():
-        conda_spec = spec.replace("==", "=")
-        assert listed[name] in (spec, conda_spec), f"{name}: pyproject says {spec!r}, environment.yml says {listed[name]!r}"
+        assert listed[name] == spec, f"{name}: pyproject says {spec!r}, environment.yml says {listed[name]!r}"
 
 
 def test_torch_range_admits_the_tested_builds():
     from packaging.specifiers import SpecifierSet
 
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    spec = {(_name(d)): SpecifierSet(d[len(_name(d)):].strip()) for d in deps}
+    spec = {_name(d): SpecifierSet(str(Requirement(d).specifier)) for d in deps}
     assert "2.14.1" in spec["torch"] and "0.29.1" in spec["torchvision"]
 
 

@@ -6,12 +6,17 @@ notebooks and by :mod:`medgan_utils.tools`.
 """
 from .augmentation import (ARMS, SYNTHETIC_ARMS, arm_training_set, cached_conditional_gan, check_arms,
                            draw_synthetic, gan_cache_key, synthetic_counts_for)
+from .enhancement import CLASSICAL_METHODS, classical_restore, image_scores, tune_classical
+from .challenges import (LAB_NAMES, check_labs, diversity_ratio, failure_signature, generator_grad_norm,
+                         train_image_gan, train_ring_gan)
 from .envinfo import environment_report, format_report
 from .exercises import show_solution, student_exercise
 from .graders import ToyGANTrainer, grade_step, toy_gan_step
 from .plotting import image_grid, montage_by_class, plot_curves, show_grid, to_display
 from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
+from .tampering import (BLEND_MODES, TAMPER_KINDS, dilate, inject_lesions, paste, place_lesion, region_recall,
+                        remove_lesions, residual_features)
 from .tour import (class_balance, duplicates_across_splits, find_duplicates, gan_diagram, intensity_histograms,
                    intensity_stats, lesion_fraction, nearest_neighbours, show_with_masks, time_matmul)
 from .toy import (Mixture1D, gaussian_pdf, jsd_on_grid, kl_on_grid, make_discriminator, make_generator, mlp,
@@ -30,4 +35,9 @@ __all__ = [
     "explore", "frontend_available",
     "ARMS", "SYNTHETIC_ARMS", "arm_training_set", "cached_conditional_gan", "check_arms", "draw_synthetic",
     "gan_cache_key", "synthetic_counts_for",
+    "CLASSICAL_METHODS", "classical_restore", "image_scores", "tune_classical",
+    "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
+    "remove_lesions", "residual_features",
+    "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
+    "train_ring_gan",
 ]

@@ -1,4 +1,5 @@
 """Data: the registry of course datasets, MD5-checked downloads, image sets, loading, phantoms and own data."""
+from .degrade import ENHANCEMENT_TASKS, degrade, low_dose, low_resolution, speckle
 from .download import DataFolderError, check_file, data_root, ensure_file, fetch, md5sum
 from .imageset import ImageSet, to_display, to_unit_range
 from .masks import DEFORM_KINDS, deform_masks, lesion_stats
@@ -30,4 +31,5 @@ __all__ = [
     "DEFORM_KINDS", "deform_masks", "lesion_stats",
     "SEG_FOLDER_LAYOUT", "SEG_NPZ_LAYOUT", "GreyMaskWarning", "binarise_mask", "is_segmentation_data",
     "read_user_masks", "user_masks_info",
+    "ENHANCEMENT_TASKS", "degrade", "low_dose", "low_resolution", "speckle",
 ]

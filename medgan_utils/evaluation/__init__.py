@@ -3,17 +3,23 @@ segmentation metrics (Dice, IoU, HD95) and near-duplicate checks across splits.
 
 Nothing here imports :mod:`medgan_utils.gan`: metrics never depend on how a model was trained.
 """
+from .attacks import (ATTACKS, attack_images, attack_metrics, check_attacks, check_epsilons, fgsm,
+                      perturbation_stats, pgd, train_adversarial)
 from .diagnosis import (SUPPORTED_TASKS, diagnosis_metrics, minority_class, official_test_metrics, predict_proba,
                         task_of, train_classifier)
 from .distances import frechet_distance, frechet_distance_from_stats, kid, knn_radii, precision_recall
 from .features import FIXED_RECIPE, default_cache_dir, extract_features, fixed_feature_net, train_feature_net
 from .generator_report import evaluate_generator, evaluation_table
+from .image_quality import (PSNR_CAP_DB, hallucination_fraction, lesion_changes, noise_level, psnr,
+                            ssim)
 from .inception import (INCEPTION_FID_CAVEAT, InceptionWeightsUnavailable, inception_features,
                         inception_features_available, inception_fid, inception_weights_path)
 from .memorisation import memorisation_audit, plot_memorisation_pairs
 from .neighbours import NEAR_DUPLICATE_MAX, NEAR_DUPLICATE_RELATIVE, near_duplicate_pairs, nearest_neighbours
+from .privacy import discriminator_scores, membership_auc, membership_inference
 from .segmentation import binarise, dice, dice_scores, hd95, iou, segmentation_metrics
-from .statistics import conclusions, interval, mean_ci, paired_difference, summarise_runs, verdict
+from .cost import conv2d_flops, format_cost_table, training_cost
+from .statistics import conclusions, interval, mean_ci, paired_bootstrap, paired_difference, summarise_runs, verdict
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_stats", "kid", "knn_radii", "precision_recall",
@@ -25,4 +31,8 @@ __all__ = [
     "summarise_runs", "verdict",
     "NEAR_DUPLICATE_MAX", "NEAR_DUPLICATE_RELATIVE", "near_duplicate_pairs",
     "binarise", "dice", "dice_scores", "hd95", "iou", "segmentation_metrics",
+    "ATTACKS", "attack_images", "attack_metrics", "check_attacks", "check_epsilons", "fgsm", "perturbation_stats",
+    "pgd", "train_adversarial", "discriminator_scores", "membership_auc", "membership_inference",
+    "paired_bootstrap", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim",
+    "conv2d_flops", "format_cost_table", "training_cost",
 ]

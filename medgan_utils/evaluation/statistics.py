@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import numpy as np
 
-__all__ = ["mean_ci", "interval", "paired_difference", "verdict", "summarise_runs", "conclusions"]
+__all__ = ["mean_ci", "interval", "paired_difference", "paired_bootstrap", "verdict", "summarise_runs", "conclusions"]
 
 NO_DIFFERENCE = "no detectable difference at this sample size"
 
@@ -61,6 +61,27 @@ def verdict(diff: dict, higher_is_better: bool = True) -> str:
     return "improvement" if better else "harm"
 
 
+def paired_bootstrap(metric, arm_scores: list, base_scores, n_items: int, n_boot: int = 500, seed: int = 0,
+                     confidence: float = 0.95) -> dict:
+    """Percentile bootstrap CI of ``metric(arm) − metric(base)`` on the same test items.
+
+    ``metric(scores, idx) -> float`` scores the items ``idx`` (e.g. an AUC of ``labels[idx]`` and
+    ``scores[idx]``, or a mean per-image Dice). ``arm_scores`` is a list (one entry per seed): in every
+    replicate the arm's metric is averaged over its entries, so the interval covers the sampling of test items
+    (which a seed interval ignores) and the seeds' average. Returns ``{"mean", "ci_low", "ci_high", "n_boot"}``.
+    """
+    rng = np.random.default_rng(int(seed))
+    every = np.arange(int(n_items))
+
+    def delta(idx):
+        return float(np.mean([metric(a, idx) for a in arm_scores])) - float(metric(base_scores, idx))
+
+    reps = np.array([delta(rng.integers(0, n_items, n_items)) for _ in range(int(n_boot))])
+    alpha = (1 - confidence) / 2
+    return {"mean": delta(every), "ci_low": float(np.quantile(reps, alpha)),
+            "ci_high": float(np.quantile(reps, 1 - alpha)), "n_boot": int(n_boot)}
+
+
 def summarise_runs(runs: list[dict], metrics=("auc", "acc", "minority_sensitivity"), baseline_arm: str = "real",
                    group=("dataset", "fraction", "arm", "ratio")) -> list[dict]:
     """One row per ``group`` with mean / ci_low / ci_high of each metric, and for every arm the paired
@@ -89,11 +110,17 @@ def _fmt_ci(mean, lo, hi) -> str:
     return f"{mean:+.3f}" + (f" (95% CI {lo:+.3f} to {hi:+.3f})" if lo is not None else " (one seed: no interval)")
 
 
+def _describe_arm(row: dict, ratio_label: str) -> str:
+    ratio = f", {ratio_label} {row['ratio']:g}" if row.get("ratio") else ""
+    return f"{row['dataset']} at {row['fraction']:.0%} of the training split, {row['arm']}{ratio}"
+
+
 def conclusions(summary: list[dict], metric: str = "auc", label: str = "AUC", higher_is_better: bool = True,
-                ratio_label: str = "synthetic:real") -> list[str]:
+                ratio_label: str = "synthetic:real", describe=None) -> list[str]:
     """One sentence per non-baseline row, generated from its paired difference and its interval only
     (``higher_is_better=False`` for errors and distances such as HD95; ``ratio_label`` names the rows'
-    ``ratio`` field, e.g. ``"λ"``)."""
+    ``ratio`` field, e.g. ``"λ"``; ``describe(row) -> str`` names a row, by default its dataset, training
+    fraction, arm and ratio)."""
     out = []
     for row in summary:
         if f"delta_{metric}" not in row:
@@ -104,8 +131,8 @@ def conclusions(summary: list[dict], metric: str = "auc", label: str = "AUC", hi
         what = {"improvement": up if higher_is_better else down, "harm": down if higher_is_better else up,
                 NO_DIFFERENCE: NO_DIFFERENCE}[v]
         what = {"improvement": "improves", "harm": "worsens"}.get(v, "") + f" ({what})" if v != NO_DIFFERENCE else what
-        ratio = f", {ratio_label} {row['ratio']:g}" if row.get("ratio") else ""
-        out.append(f"{row['dataset']} at {row['fraction']:.0%} of the training split, {row['arm']}{ratio}: {what}; "
+        where = describe(row) if describe else _describe_arm(row, ratio_label)
+        out.append(f"{where}: {what}; "
                    f"Δ{label} {_fmt_ci(row[f'delta_{metric}'], d['ci_low'], d['ci_high'])}, "
                    f"{row['n_seeds']} paired seeds.")
     return out

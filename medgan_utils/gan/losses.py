@@ -22,6 +22,7 @@ bce           -E[log D(x)] - E[log(1 - D(G(z)))]                     -E[log D(G(
 saturating    same as bce                                            E[log(1 - D(G(z)))]      (the minimax form)
 lsgan         ½E[(l_real - 1)²] + ½E[l_fake²]                          ½E[(l_fake - 1)²]
 hinge         E[max(0, 1 - l_real)] + E[max(0, 1 + l_fake)]          -E[l_fake]
+wgan          E[l_fake] - E[l_real]  (add a gradient penalty: WGAN-GP)  -E[l_fake]
 ============  =====================================================  ==========================================
 
 Use :func:`get_losses` to pick a pair by name.
@@ -32,6 +33,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..core.errors import SettingError
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -115,11 +118,21 @@ def g_loss_hinge(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def d_loss_wgan(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Wasserstein critic loss (Arjovsky et al. 2017): ``L_D = E_z[l_fake] - E_x[l_real]``.
+
+    Only meaningful for a critic kept near 1-Lipschitz, e.g. by the gradient penalty of
+    :func:`~medgan_utils.gan.regularisers.gradient_penalty` (WGAN-GP, Gulrajani et al. 2017).
+    """
+    return fake_logits.mean() - real_logits.mean()
+
+
 LOSSES: dict[str, tuple[LossFn, LossFn]] = {
     "bce": (d_loss_bce, g_loss_nonsaturating),
     "saturating": (d_loss_bce, g_loss_saturating),
     "lsgan": (d_loss_lsgan, g_loss_lsgan),
     "hinge": (d_loss_hinge, g_loss_hinge),
+    "wgan": (d_loss_wgan, g_loss_hinge),
 }
 ALIASES = {
     "nonsaturating": "bce",
@@ -129,6 +142,7 @@ ALIASES = {
     "minimax": "saturating",
     "ls": "lsgan",
     "least-squares": "lsgan",
+    "wgan-gp": "wgan",
 }
 
 
@@ -148,12 +162,12 @@ def get_losses(name: str) -> tuple[LossFn, LossFn]:
     key = str(name).strip().lower().replace("_", "-")
     key = ALIASES.get(key, key)
     if key not in LOSSES:
-        raise ValueError(f"Unknown GAN loss {name!r}; choose one of: {', '.join(loss_names())}.")
+        raise SettingError(f"Unknown GAN loss {name!r}; choose one of: {', '.join(loss_names())}.")
     return LOSSES[key]
 
 
 __all__ = [
     "d_loss_bce", "g_loss_saturating", "g_loss_nonsaturating",
-    "d_loss_lsgan", "g_loss_lsgan", "d_loss_hinge", "g_loss_hinge",
+    "d_loss_lsgan", "g_loss_lsgan", "d_loss_hinge", "g_loss_hinge", "d_loss_wgan",
     "get_losses", "loss_names", "LOSSES",
 ]

@@ -8,7 +8,9 @@ for bit). A step is ``step(tr, images, masks) -> dict`` where ``tr`` is a :class
 * :func:`adversarial_segmentation_step`: a PatchGAN ``tr.D`` learns to tell real (image, mask) pairs from
   (image, predicted mask) pairs, then ``tr.S`` minimises Dice + BCE + ``tr.lambda_adv`` · BCE(D says real);
 * :func:`pix2pix_step`: ``tr.G`` maps a mask to an image; ``tr.D`` judges (image, mask) pairs; G minimises
-  BCE(D says real) + ``tr.l1_weight`` · |G(mask) − image|.
+  BCE(D says real) + ``tr.l1_weight`` · |G(mask) − image|;
+* :func:`enhancement_step` (notebook 06): ``tr.G`` maps a degraded image to a clean one on L1 +
+  ``tr.lambda_adv`` · BCE(D says real); with ``lambda_adv == 0`` there is no critic (an L1-only U-Net).
 
 :class:`PairTrainer` is the plumbing: the pairs on the device, seeded shuffling, Adam per network, the
 precision policy, a history of the step's numbers, and (optionally) keeping the weights with the best
@@ -28,7 +30,8 @@ from torch import nn
 from ..core.errors import SettingError, positive_int
 from ..core.precision import autocast, grad_scaler, make_adam, resolve_precision
 
-__all__ = ["dice_bce_loss", "segmentation_step", "adversarial_segmentation_step", "pix2pix_step", "PairTrainer"]
+__all__ = ["dice_bce_loss", "segmentation_step", "adversarial_segmentation_step", "pix2pix_step", "enhancement_step",
+           "PairTrainer"]
 
 
 def dice_bce_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -108,6 +111,36 @@ def pix2pix_step(tr, images: torch.Tensor, masks: torch.Tensor) -> dict:
         D.requires_grad_(True)
     tr.scaler.update()
     return {"loss_G": loss_G.detach(), "loss_l1": loss_l1.detach(), "loss_D": loss_D.detach()}
+
+
+def enhancement_step(tr, clean: torch.Tensor, degraded: torch.Tensor) -> dict:
+    """Enhancement, degraded → clean: D on (clean, degraded) vs (G(degraded), degraded), then G on
+    L1 + λ · BCE(D says real); without the critic when ``tr.lambda_adv == 0``."""
+    G = tr.G
+    with tr.autocast():
+        restored = G(degraded)
+    loss_l1 = (restored.float() - clean).abs().mean()
+    if tr.lambda_adv == 0:
+        _update(tr, loss_l1, tr.opt_G)
+        tr.scaler.update()
+        return {"loss_G": loss_l1.detach(), "loss_l1": loss_l1.detach()}
+    D = tr.D
+    with tr.autocast():
+        real_logits = D(clean, degraded).float()
+        fake_logits = D(restored.detach(), degraded).float()
+    loss_D = _critic_update(tr, real_logits, fake_logits)
+    D.requires_grad_(False)
+    try:
+        with tr.autocast():
+            gen_logits = D(restored, degraded).float()
+        loss_adv = F.binary_cross_entropy_with_logits(gen_logits, torch.ones_like(gen_logits))
+        loss_G = loss_l1 + tr.lambda_adv * loss_adv
+        _update(tr, loss_G, tr.opt_G)
+    finally:
+        D.requires_grad_(True)
+    tr.scaler.update()
+    return {"loss_G": loss_G.detach(), "loss_l1": loss_l1.detach(), "loss_adv": loss_adv.detach(),
+            "loss_D": loss_D.detach()}
 
 
 class PairTrainer:

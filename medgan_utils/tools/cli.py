@@ -27,8 +27,11 @@ def _default_size(name: str, size) -> int:
 def cmd_env(args) -> int:
     from ..course.envinfo import environment_report, format_report
 
+    from .sweep import format_worker_plan, worker_plan
+
     rep = environment_report()
-    _print_json(rep) if args.json else print(format_report(rep))
+    rep["sweep_workers"] = worker_plan(args.workers)
+    _print_json(rep) if args.json else print(format_report(rep) + "\n" + format_worker_plan(rep["sweep_workers"]))
     return 0
 
 
@@ -108,6 +111,79 @@ def cmd_run(args) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
+def cmd_sweep(args) -> int:
+    from .runner import resolve_notebooks
+    from .sweep import format_sweep_table, list_runs, sweep
+
+    (path,) = resolve_notebooks([args.notebook])
+    if args.list:
+        print("\n".join(list_runs(path, args.grid, out=args.out, fast=args.fast)))
+        return 0
+    if args.executor == "dask" and not args.scheduler:
+        print("medgan: error: --executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786).", file=sys.stderr)
+        return 2
+    from ..core.errors import positive_int
+
+    positive_int(args.workers, "--workers", fix="give the number of notebooks to run at once, e.g. --workers 2.")
+    records = sweep(path, args.grid, args.out, workers=args.workers, fast=args.fast, timeout=args.timeout,
+                    executor=args.executor, scheduler=args.scheduler, only=args.only)
+    print()
+    print(format_sweep_table(records))
+    print(f"executed notebooks, results.json and run.json per run are in {Path(args.out).resolve()}; "
+          f"next: medgan report {args.out}")
+    return 0 if all(r["status"] == "ok" for r in records) else 1
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    written = write_report(args.folder, out=args.out)
+    for p in written:
+        print(p)
+    return 0
+
+
+def cmd_site(args) -> int:
+    from .site import build_site
+
+    index = build_site(args.out, full=args.full, notebooks=args.notebooks, from_run=args.from_run,
+                       timeout=args.timeout, mathjax=args.mathjax)
+    print(f"site built: {index}  (open it in a browser, or: python -m http.server -d {index.parent})")
+    return 0
+
+
+def _add_site(sub) -> None:
+    s = sub.add_parser("site", help="execute the notebooks and build the course website (Sphinx, offline)")
+    s.add_argument("notebooks", nargs="*", help="a subset (default: every notebook, in order)")
+    s.add_argument("--full", action="store_true", help="full mode (default: fast mode)")
+    s.add_argument("--out", default="runs/site", help="output folder; the site is OUT/html (default runs/site)")
+    s.add_argument("--from-run", default=None, metavar="DIR", help="use the executed notebooks of a medgan run folder")
+    s.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    s.add_argument("--mathjax", default=None, metavar="DIR", help="a local MathJax 2 or 3 folder (default: Debian's)")
+    s.set_defaults(func=cmd_site)
+
+
+def _add_sweep(sub) -> None:
+    s = sub.add_parser("sweep", help="run one notebook over a parameter grid (parallel, resumable)",
+                       description="Grid file: 'grid: {NAME: [v1, v2], ...}' (every combination) or "
+                                   "'runs: [{NAME: v, ...}, ...]', plus an optional 'fixed: {NAME: v}'.")
+    s.add_argument("notebook", help="path, name or number prefix, e.g. 04")
+    s.add_argument("--grid", required=True, metavar="GRID.yaml")
+    s.add_argument("--workers", type=int, default=1, help="notebooks run at once (the cores are split)")
+    s.add_argument("--out", default="runs/sweep", help="output folder (default runs/sweep)")
+    s.add_argument("--fast", action="store_true", help="fast mode (FAST=True) in every run")
+    s.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    s.add_argument("--executor", choices=["local", "dask"], default="local")
+    s.add_argument("--scheduler", default=None, metavar="ADDRESS", help="Dask scheduler (with --executor dask)")
+    s.add_argument("--list", action="store_true", help="print one run per line: K, id, status, parameters")
+    s.add_argument("--only", type=int, default=None, metavar="K", help="run only run K (e.g. a SLURM array task)")
+    s.set_defaults(func=cmd_sweep)
+    r = sub.add_parser("report", help="collect every results.json under a folder: CSV, Markdown table, plots")
+    r.add_argument("folder")
+    r.add_argument("--out", default=None, help="where to write (default: the folder itself)")
+    r.set_defaults(func=cmd_report)
+
+
 def cmd_bench_dcgan(args) -> int:
     from .bench import run_dcgan_bench
 
@@ -172,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("env", help="versions, device, precision, threads and which datasets are ready offline")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--workers", type=int, default=None, help="show the threads and GPU of N sweep workers")
     e.set_defaults(func=cmd_env)
     _add_data(sub)
     r = sub.add_parser("run", help="execute notebooks with papermill and print a summary")
@@ -181,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs/latest", help="output folder (default runs/latest)")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     r.set_defaults(func=cmd_run)
+    _add_sweep(sub)
+    _add_site(sub)
     _add_bench(sub)
     return p
 

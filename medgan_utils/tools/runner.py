@@ -69,14 +69,16 @@ def notebook_parameters(path: Path) -> dict[str, dict]:
     return out
 
 
-def check_parameters(path: Path, params: dict, raw: dict | None = None, *, skip_unknown: bool = False) -> dict:
+def check_parameters(path: Path, params: dict, raw: dict | None = None, *, skip_unknown: bool = False,
+                     known: dict | None = None) -> dict:
     """Validate ``params`` against the notebook's ``parameters`` cell before anything runs.
 
     Keys must be identifiers that the cell defines; values must match the default's
     type (``None`` is accepted where the default is ``None``). Returns the values to pass
     (a ``str`` parameter gets the text as typed). Raises :class:`SettingError` naming the fix.
+    ``known`` is the notebook's :func:`notebook_parameters`, when the caller has read it already.
     """
-    known = notebook_parameters(path)
+    known = notebook_parameters(path) if known is None else known
     out = {}
     for key, value in params.items():
         if skip_unknown and str(key).isidentifier() and key not in known:
@@ -156,15 +158,15 @@ def _env(**values):
 
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None, fast: bool = False,
-                 timeout: int | None = None, kernel_name: str = "python3") -> dict:
+                 timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None) -> dict:
     """Execute one notebook with papermill; returns a summary row (never raises on notebook errors).
 
     The notebook's output folder is locked for the run: a second run into the same
     folder is refused (:class:`~medgan_utils.core.io.FolderInUse`) instead of deleting
-    or overwriting this run's ``results.json``.
+    or overwriting this run's ``results.json``. ``folder`` (a sweep's run folder) replaces ``out_dir/NN_name``.
     """
     path = Path(path).resolve()
-    folder = Path(out_dir).resolve() / path.stem
+    folder = Path(folder).resolve() if folder is not None else Path(out_dir).resolve() / path.stem
     params = dict(parameters or {})
     if fast:
         params["FAST"] = True

@@ -1,0 +1,149 @@
+"""Notebook 07's runners: one GAN variant on images or on 02's ring, and the measured signature of a failure.
+
+* :func:`train_image_gan`: 03's DCGAN with a stability variant of
+  :data:`~medgan_utils.gan.regularisers.STABILITY_VARIANTS` (and optionally DiffAugment);
+* :func:`train_ring_gan`: the same variant on the ring of 8 Gaussians with 02's toy networks;
+* :func:`failure_signature`: D(x), D(G(z)), their swing, G's gradient norm and sample diversity, and the
+  failure they point to (heuristic thresholds, stated in the notebook);
+* :func:`check_labs`: the notebook's ``LABS`` parameter, validated.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ..core.errors import SettingError
+from ..gan.losses import get_losses
+from ..gan.regularisers import make_stable_step, variant_options
+from ..gan.trainer import DCGANTrainer
+from ..nets.dcgan import make_dcgan
+from .toy import make_discriminator, make_generator, mode_coverage, ring_centers, sample_ring
+
+__all__ = ["LAB_NAMES", "check_labs", "train_image_gan", "train_ring_gan", "failure_signature",
+           "generator_grad_norm", "diversity_ratio"]
+
+LAB_NAMES = ("stability", "scarcity", "cost", "diffusion")
+
+
+def check_labs(labs) -> list[str]:
+    """``LABS`` as a list of known lab names (SettingError naming the fix)."""
+    labs = [labs] if isinstance(labs, str) else list(labs or [])
+    bad = [x for x in labs if x not in LAB_NAMES]
+    if bad or not labs:
+        raise SettingError(f"LABS has unknown or no entries {bad or labs!r}. Fix: a list drawn from "
+                           f"{list(LAB_NAMES)}, e.g. ['stability'].")
+    return labs
+
+
+def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: int = 1, base: int = 32,
+                    batch_size: int = 64, augment=None, device=None, max_seconds=None, lr: float = 2e-4,
+                    steps: int | None = None):
+    """A DCGAN at the images' size trained with ``variant`` for ``epochs`` (with history and the NaN guard) or
+    exactly ``steps`` updates (no history); returns the trainer (``diverged`` set on NaN)."""
+    step_opts, other = variant_options(variant)
+    G, D = make_dcgan(images.shape[-1], images.shape[1], base=base, seed=seed, d_norm=other.get("d_norm", "batch"))
+    tr = DCGANTrainer(G, D, images, step_fn=make_stable_step(**step_opts, augment=augment), device=device,
+                      batch_size=batch_size, lr=lr, lr_G=other.get("lr_G"), lr_D=other.get("lr_D"),
+                      ema_decay=other.get("ema_decay"), seed=seed, precision="fp32", on_diverge="stop",
+                      progress=False, n_fixed=16, max_snapshots=4, log_every=1000, name=f"07_{variant}")
+    if steps is None:
+        tr.fit(epochs, max_seconds=max_seconds)
+    else:
+        t0 = time.perf_counter()
+        tr.run_steps(steps)
+        tr.train_seconds = time.perf_counter() - t0
+        if not tr._params_finite():
+            tr.diverged = "a weight became NaN/inf"
+    tr.g_loss_name = step_opts["loss"]
+    return tr
+
+
+def _spectral(net: nn.Sequential) -> nn.Sequential:
+    for i, m in enumerate(net):
+        if isinstance(m, nn.Linear):
+            net[i] = nn.utils.parametrizations.spectral_norm(m)
+    return net
+
+
+def train_ring_gan(variant: str, *, seed: int, steps: int, batch_size: int = 256, lr: float = 1e-3,
+                   n_eval: int = 2000, std: float = 0.02) -> dict:
+    """The variant on the 8-Gaussian ring with 02's toy MLPs; returns modes covered, quality and divergence."""
+    step_opts, other = variant_options(variant)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G, D = make_generator(2, 2), make_discriminator(2)
+        if other.get("d_norm") == "spectral":
+            D = _spectral(D)
+    opt_G = torch.optim.Adam(G.parameters(), lr=other.get("lr_G", lr), betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=other.get("lr_D", lr), betas=(0.5, 0.999))
+    gen = torch.Generator().manual_seed(seed)
+    tr = SimpleNamespace(G=G, D=D, opt_G=opt_G, opt_D=opt_D, gen=gen, autocast=contextlib.nullcontext,
+                         scaler=torch.amp.GradScaler("cpu", enabled=False))
+    ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(other["ema_decay"])) if "ema_decay" in other else None
+    step, t0, diverged = make_stable_step(**step_opts), time.perf_counter(), False
+    for _ in range(int(steps)):
+        out = step(tr, sample_ring(batch_size, std=std, generator=gen), torch.randn(batch_size, 2, generator=gen))
+        if ema is not None:
+            ema.update_parameters(G)
+        if not math.isfinite(float(out["loss_D"])) or not math.isfinite(float(out["loss_G"])):
+            diverged = True
+            break
+    with torch.no_grad():
+        samples = (ema.module if ema is not None else G)(torch.randn(n_eval, 2, generator=gen))
+    finite = bool(torch.isfinite(samples).all())
+    modes, quality = mode_coverage(samples, ring_centers(), std) if finite else (0, 0.0)
+    return {"modes": modes, "quality": quality, "diverged": diverged or not finite,
+            "seconds": time.perf_counter() - t0, "samples": samples[:500].detach()}
+
+
+def generator_grad_norm(tr, n: int = 64, seed: int = 0) -> float:
+    """‖∂L_G/∂θ_G‖ of the trainer's G under its own G loss, on ``n`` fresh noise vectors."""
+    _, g_loss_fn = get_losses(getattr(tr, "g_loss_name", "bce"))
+    z = torch.randn(n, tr.latent_dim, 1, 1, generator=torch.Generator().manual_seed(seed)).to(tr.device)
+    tr.G_raw.zero_grad(set_to_none=True)
+    g_loss_fn(tr.D_raw(tr.G_raw(z)).float()).backward()
+    norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in tr.G_raw.parameters() if p.grad is not None))
+    tr.G_raw.zero_grad(set_to_none=True)
+    tr.D_raw.zero_grad(set_to_none=True)
+    return norm
+
+
+def diversity_ratio(fake: torch.Tensor, real: torch.Tensor, n: int = 200) -> float:
+    """Mean pairwise pixel distance among generated images over the same among real ones (≈ 1: as varied)."""
+    def spread(x):
+        x = x[:n].flatten(1).double()
+        d = torch.cdist(x, x)
+        return float(d.sum() / (len(x) * (len(x) - 1)))
+    return spread(fake) / spread(real)
+
+
+def failure_signature(tr, fake: torch.Tensor, real: torch.Tensor) -> dict:
+    """Measured signature of a trained image GAN (last half of training) and the failure it indicates.
+
+    collapse: diversity ratio < 0.5; D overpowers G: mean D(x) > 0.9 and D(G(z)) < 0.1;
+    oscillation: the standard deviation of D(G(z)) over the last half of the steps > 0.15.
+    """
+    h = tr.history
+    half = max(1, len(h["D_x"]) // 2)
+    d_x = sum(h["D_x"][half:]) / max(1, len(h["D_x"][half:])) if h["D_x"] else float("nan")
+    d_gz_tail = torch.tensor(h["D_G_z"][half:] or [float("nan")])
+    sig = {"D_x": d_x, "D_G_z": float(d_gz_tail.mean()), "D_G_z_swing": float(d_gz_tail.std()) if len(d_gz_tail) > 1
+           else 0.0, "g_grad_norm": generator_grad_norm(tr) if not tr.diverged else float("nan"),
+           "diversity": diversity_ratio(fake, real) if torch.isfinite(fake).all() else float("nan")}
+    labels = []
+    if tr.diverged:
+        labels.append("diverged (NaN)")
+    if sig["diversity"] < 0.5:
+        labels.append("collapse")
+    if sig["D_x"] > 0.9 and sig["D_G_z"] < 0.1:
+        labels.append("D overpowers G")
+    if sig["D_G_z_swing"] > 0.15:
+        labels.append("oscillation")
+    sig["failure"] = ", ".join(labels) or "none detected"
+    return sig

@@ -1,0 +1,168 @@
+"""Differentially private GAN training: DP-SGD (Abadi et al., CCS 2016) on the discriminator, with opacus.
+
+Only D touches real images, so only D needs privacy (Xie et al. 2018, DPGAN): G learns from D's outputs, which
+are post-processing of a private model. Each D update draws a Poisson-sampled batch of real images (opacus's
+``DPDataLoader``), clips every image's gradient to ``max_grad_norm``, adds Gaussian noise of standard deviation
+``noise_multiplier · max_grad_norm`` and steps. The accountant (opacus's RDP accountant) turns the noise, the
+sampling rate and the number of updates into the (ε, δ) that the whole training spends.
+
+Fake images pass through D in the same forward pass as the real ones; their per-sample gradients are clipped
+too but they hold no private data, so the accounting (one clipped gradient per real image per update) holds.
+D needs no batch norm (it mixes images within a batch): use ``make_dcgan(..., d_norm="none")``.
+``target_epsilon=None`` trains the same loop without clipping or noise (the non-private reference).
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.errors import SettingError, positive_int
+
+__all__ = ["noise_for_epsilon", "epsilon_spent", "train_private_gan", "PrivateGANResult"]
+
+
+def _check(target_epsilon, delta, sample_rate):
+    if target_epsilon is not None and not (isinstance(target_epsilon, (int, float)) and 0 < target_epsilon < 1e6):
+        raise SettingError(f"target_epsilon must be a positive number (or None for no privacy), got "
+                           f"{target_epsilon!r}. Fix: e.g. DP_EPSILONS = [1, 10].")
+    if not 0 < float(delta) < 1:
+        raise SettingError(f"delta must lie in (0, 1), got {delta!r}. Fix: below 1 / the number of images.")
+    if not 0 < float(sample_rate) <= 1:
+        raise SettingError(f"The sampling rate must lie in (0, 1], got {sample_rate!r}. Fix: batch_size <= images.")
+
+
+def noise_for_epsilon(target_epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
+    """The smallest noise multiplier for which ``steps`` Poisson-sampled updates spend at most (ε, δ)."""
+    from opacus.accountants.utils import get_noise_multiplier
+
+    _check(target_epsilon, delta, sample_rate)
+    return float(get_noise_multiplier(target_epsilon=float(target_epsilon), target_delta=float(delta),
+                                      sample_rate=float(sample_rate), steps=positive_int(steps, "steps"),
+                                      accountant="rdp"))
+
+
+def epsilon_spent(noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
+    """ε after ``steps`` updates at this noise and sampling rate (opacus's RDP accountant)."""
+    from opacus.accountants import RDPAccountant
+
+    _check(None, delta, sample_rate)
+    if not noise_multiplier > 0:
+        raise SettingError(f"noise_multiplier must be > 0, got {noise_multiplier!r}.")
+    acc = RDPAccountant()
+    acc.history = [(float(noise_multiplier), float(sample_rate), positive_int(steps, "steps"))]
+    return float(acc.get_epsilon(float(delta)))
+
+
+class PrivateGANResult:
+    """What :func:`train_private_gan` returns: the networks, the privacy spent and the losses."""
+
+    def __init__(self, G, D, epsilon, delta, noise_multiplier, steps, seconds, history, sample_rate):
+        self.G, self.D, self.epsilon, self.delta, self.sample_rate = G, D, epsilon, delta, sample_rate
+        self.noise_multiplier, self.steps, self.seconds, self.history = noise_multiplier, steps, seconds, history
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, batch: int = 500) -> torch.Tensor:
+        """``n`` images from seeded noise, G in eval mode (CPU float32)."""
+        device = next(self.G.parameters()).device
+        z = torch.randn(n, getattr(self.G, "latent_dim", 100), 1, 1, generator=torch.Generator().manual_seed(seed))
+        was = self.G.training
+        self.G.eval()
+        try:
+            return torch.cat([self.G(c.to(device)).float().cpu() for c in z.split(batch)])
+        finally:
+            self.G.train(was)
+
+
+def _no_inplace(D: nn.Module) -> nn.Module:
+    for m in D.modules():  # opacus's backward hooks cannot follow in-place activations
+        if hasattr(m, "inplace"):
+            m.inplace = False
+    return D
+
+
+def _gan_updates(G, D, opt_G, opt_D, batches, steps, latent_dim, device, gen):
+    """The loop shared by the private and the non-private run: D on real + fake (one pass), then G."""
+    history = {"loss_D": [], "loss_G": []}
+    done = 0
+    while done < steps:
+        for (real,) in batches:
+            if len(real) == 0:  # Poisson sampling can draw an empty batch: an update with noise only
+                continue
+            real = real.to(device)
+            z = torch.randn(len(real), latent_dim, 1, 1, generator=gen).to(device)
+            fake = G(z)
+            logits = D(torch.cat([real, fake.detach()]))
+            target = torch.cat([torch.ones(len(real)), torch.zeros(len(real))]).to(device)
+            loss_D = F.binary_cross_entropy_with_logits(logits, target)
+            opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            opt_D.step()
+            D.requires_grad_(False)
+            hooks = getattr(D, "disable_hooks", None)  # opacus: no per-sample gradients in G's update
+            if hooks:
+                hooks()
+            try:
+                loss_G = F.binary_cross_entropy_with_logits(D(fake), torch.ones(len(real), device=device))
+                opt_G.zero_grad(set_to_none=True)
+                loss_G.backward()
+                opt_G.step()
+            finally:
+                D.requires_grad_(True)
+                if hooks:
+                    D.enable_hooks()
+            history["loss_D"].append(float(loss_D.detach()))
+            history["loss_G"].append(float(loss_G.detach()))
+            done += 1
+            if done >= steps:
+                break
+    return history
+
+
+def train_private_gan(G: nn.Module, D: nn.Module, images: torch.Tensor, *, steps: int, batch_size: int = 64,
+                      target_epsilon: float | None = 10.0, delta: float | None = None, max_grad_norm: float = 1.0,
+                      lr: float = 2e-4, betas=(0.5, 0.999), seed: int = 0, device=None) -> PrivateGANResult:
+    """Train G and D for ``steps`` updates; D with DP-SGD at (``target_epsilon``, ``delta``) unless
+    ``target_epsilon`` is None. ``delta`` defaults to 1 / (10 · number of images)."""
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    steps = positive_int(steps, "steps")
+    n = len(images)
+    batch_size = min(positive_int(batch_size, "batch_size"), n)
+    delta = float(delta if delta is not None else 1.0 / (10 * n))
+    sample_rate = 1.0 / math.ceil(n / batch_size)  # what opacus's Poisson loader uses: 1 / batches per pass
+    _check(target_epsilon, delta, sample_rate)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    G, D = G.to(device).train(), _no_inplace(D).to(device).train()
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
+        raise SettingError("DP-SGD needs a discriminator without batch norm. Fix: make_dcgan(..., d_norm='none').")
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=tuple(betas))
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=tuple(betas))
+    gen = torch.Generator().manual_seed(int(seed))
+    loader = DataLoader(TensorDataset(images.float().cpu()), batch_size=batch_size, shuffle=True, generator=gen,
+                        drop_last=True)
+    sigma, eps = 0.0, math.inf
+    if target_epsilon is not None:
+        engine = PrivacyEngine(accountant="rdp")
+        sigma = noise_for_epsilon(target_epsilon, delta, sample_rate, steps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # opacus warns about secure RNG: the course is not a deployment
+            loader = DataLoader(loader.dataset, batch_size=batch_size, generator=gen)
+            D, opt_D, loader = engine.make_private(module=D, optimizer=opt_D, data_loader=loader,
+                                                   noise_multiplier=sigma, max_grad_norm=max_grad_norm,
+                                                   noise_generator=torch.Generator(device=device).manual_seed(
+                                                       int(seed) + 1))
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))  # Poisson sampling draws from the global RNG
+        history = _gan_updates(G, D, opt_G, opt_D, loader, steps, getattr(G, "latent_dim", 100), device, gen)
+    if target_epsilon is not None:
+        eps = float(engine.accountant.get_epsilon(delta))
+        D = D._module
+    return PrivateGANResult(G, D, eps, delta, sigma, len(history["loss_D"]), time.perf_counter() - t0, history,
+                            sample_rate)

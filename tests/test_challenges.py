@@ -1,0 +1,191 @@
+"""Notebook 07's building blocks: penalties, DiffAugment, the stabilised step, FLOPs, the DDPM step
+(bit-identical to the notebook's visible step), LABS/LOSSES validation. Tiny networks, fast."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medgan_utils import (DDPMSchedule, SettingError, check_labs, check_variants, conv2d_flops, ddpm_sample,
+                          ddpm_step, diff_augment, get_losses, gradient_penalty, make_diff_augment,
+                          make_noise_predictor, make_stable_step, r1_penalty, train_ring_gan, training_cost)
+from medgan_utils.nets import make_dcgan
+
+ROOT = Path(__file__).resolve().parents[1]
+NB07 = ROOT / "notebooks" / "07_challenges.ipynb"
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_gradient_penalty_is_zero_for_a_unit_norm_linear_critic():
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(16, 1, bias=True))
+    with torch.no_grad():
+        w = torch.randn(1, 16)
+        critic[1].weight.copy_(w / w.norm())  # gradient = w everywhere, ‖w‖ = 1
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(8, 1, 4, 4, generator=g), torch.randn(8, 1, 4, 4, generator=g)
+    assert gradient_penalty(critic, real, fake, generator=g).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        critic[1].weight.mul_(3.0)  # ‖∇‖ = 3: penalty (3 - 1)² = 4
+    assert gradient_penalty(critic, real, fake, generator=g).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_r1_is_zero_for_a_constant_critic_and_positive_otherwise():
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Parameter(torch.tensor(0.3))
+
+        def forward(self, x):
+            return self.c + 0 * x.flatten(1).sum(1)
+
+    real = torch.randn(6, 1, 32, 32)
+    assert r1_penalty(Constant(), real).item() == 0.0
+    _, D = make_dcgan(32, 1, base=8, seed=0)
+    assert r1_penalty(D, real).item() > 0
+
+
+def test_diffaugment_applies_the_same_transforms_to_real_and_fake():
+    calls = []
+
+    def recording(x, generator=None):
+        calls.append(x.detach().clone())
+        return make_diff_augment()(x, generator=generator)
+
+    G, D = make_dcgan(32, 1, base=8, seed=0)
+    tr = SimpleNamespace(G=G, D=D, opt_G=torch.optim.Adam(G.parameters()), opt_D=torch.optim.Adam(D.parameters()),
+                         gen=torch.Generator().manual_seed(0), autocast=lambda: torch.autocast("cpu", enabled=False),
+                         scaler=torch.amp.GradScaler("cpu", enabled=False))
+    real = torch.rand(4, 1, 32, 32) * 2 - 1
+    z = torch.randn(4, 100, 1, 1)
+    make_stable_step("bce", augment=recording)(tr, real, z)
+    assert len(calls) == 3  # real, fake (D update), fake (G update)
+    assert torch.equal(calls[0], real)
+    assert not torch.equal(calls[1], real) and torch.equal(calls[1], calls[2])  # the same fakes both times
+    # The same transforms with the same randomness give the same output; each transform changes the image.
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    for policy in ("color", "translation", "cutout"):
+        a = diff_augment(x, policy, torch.Generator().manual_seed(1))
+        assert torch.equal(a, diff_augment(x, policy, torch.Generator().manual_seed(1)))
+        assert not torch.equal(a, x) and a.shape == x.shape
+    assert (diff_augment(x, "cutout", torch.Generator().manual_seed(2)) == 0).float().mean() > 0.1
+    x.requires_grad_(True)
+    diff_augment(x, generator=torch.Generator().manual_seed(3)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # differentiable
+
+
+def test_flops_of_a_conv_layer_match_the_closed_form():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = nn.Conv2d(3, 8, 5, padding=2, bias=False)
+    x = torch.randn(2, 3, 12, 12)
+    with FlopCounterMode(display=False) as counter:
+        conv(x)
+    assert counter.get_total_flops() == conv2d_flops(3, 8, 5, 12, 12, batch=2) == 2 * 2 * 8 * 144 * 3 * 25
+
+
+def test_training_cost_counts_forward_and_backward_of_a_conv():
+    conv = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+    opt = torch.optim.SGD(conv.parameters(), lr=0.1)
+    x = torch.randn(8, 1, 10, 10)
+
+    def step(batch):
+        opt.zero_grad()
+        conv(batch).square().mean().backward()
+        opt.step()
+
+    row = training_cost("conv", [conv], step, x, n_train=80, batch_size=8)
+    fwd = conv2d_flops(1, 4, 3, 10, 10, batch=8)
+    assert row["params"] == 36 and row["gflop_per_image"] * 8 * 1e9 == pytest.approx(2 * fwd)  # input needs no grad
+    assert row["s_per_epoch"] == pytest.approx(10 * row["s_per_step"]) and row["peak_mem_mb"] > 0
+
+
+def test_unknown_names_raise_setting_errors_naming_the_fix():
+    with pytest.raises(SettingError, match="choose one of"):
+        get_losses("wasserstein-ish")
+    with pytest.raises(SettingError, match="Fix"):
+        check_variants(["hinge", "nope"])
+    with pytest.raises(SettingError, match="Fix.*stability"):
+        check_labs(["stability", "speed"])
+    with pytest.raises(SettingError, match="Fix"):
+        check_labs([])
+    with pytest.raises(SettingError, match="BCE"):
+        make_stable_step("hinge", real_target=0.9)
+    with pytest.raises(SettingError, match="Fix"):
+        make_diff_augment("color,rotate")
+
+
+def test_ring_runner_reports_coverage(one_thread):
+    r = train_ring_gan("non-saturating", seed=0, steps=5, batch_size=32, n_eval=200)
+    assert 0 <= r["modes"] <= 8 and 0 <= r["quality"] <= 1 and r["diverged"] is False
+
+
+def test_ddpm_schedule_and_sampler_shapes():
+    s = DDPMSchedule(50)
+    assert s.betas.shape == (50,) and torch.all(s.alpha_bars[1:] < s.alpha_bars[:-1])
+    x0 = torch.zeros(3, 1, 8, 8)
+    noise = torch.ones_like(x0)
+    t = torch.tensor([0, 10, 49])
+    xt = s.add_noise(x0, t, noise)
+    assert torch.allclose(xt[:, 0, 0, 0], (1 - s.alpha_bars[t]).sqrt())
+    m = make_noise_predictor(1, 8, seed=0)
+    out = ddpm_sample(m, DDPMSchedule(3), 2, (1, 8, 8), torch.Generator().manual_seed(0))
+    assert out.shape == (2, 1, 8, 8) and out.abs().max() <= 1
+
+
+def _nb07_cell(prefix):
+    for cell in json.loads(NB07.read_text())["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and src.startswith(prefix):
+            return src
+    raise AssertionError(f"notebook 07 has no cell starting with {prefix!r}")
+
+
+def test_notebook_ddpm_step_is_bit_identical_to_the_package(one_thread):
+    src = _nb07_cell("def ddpm_train_step(")
+    assert src.count(".backward()") == 1
+    ns = {"torch": torch, "F": F}
+    exec(src[: src.index("\n@torch.no_grad()")] if "\n@torch.no_grad()" in src else src, ns)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 1, 8, 8, generator=g) * 2 - 1
+    sched = DDPMSchedule(20)
+    results = []
+    for step in (ns["ddpm_train_step"], ddpm_step):
+        m = make_noise_predictor(1, 8, seed=0)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        gen = torch.Generator().manual_seed(1)
+        losses = [step(m, opt, sched, x0, gen) for _ in range(3)]
+        results.append((torch.stack(losses), [p.detach().clone() for p in m.parameters()]))
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
+
+
+def test_notebook_penalties_are_the_package_penalties(one_thread):
+    """07's visible WGAN-GP and R1 cells give the same values and gradients as the package's copies."""
+    from medgan_utils.gan import gradient_penalty, r1_penalty
+
+    ns = {"torch": torch}
+    src = _nb07_cell("def input_gradient(")
+    exec(src[: src.index("\nfor name, opts")], ns)
+    torch.manual_seed(0)
+    D = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, 2, 1), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(),
+                            torch.nn.Linear(4 * 4 * 4, 1))
+    real, fake = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
+    pairs = [(ns["wgan_gp_penalty"](D, real, fake, torch.Generator().manual_seed(3)),
+              gradient_penalty(D, real, fake, torch.Generator().manual_seed(3))),
+             (ns["r1"](D, real), r1_penalty(D, real))]
+    for mine, ref in pairs:
+        assert torch.equal(mine, ref) and float(ref) > 0
+        g_mine = torch.autograd.grad(mine, list(D.parameters()), retain_graph=True, allow_unused=True)
+        g_ref = torch.autograd.grad(ref, list(D.parameters()), retain_graph=True, allow_unused=True)
+        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(g_mine, g_ref))
+        assert any(a is not None and a.abs().sum() > 0 for a in g_mine)

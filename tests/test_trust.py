@@ -1,0 +1,197 @@
+"""Notebook 08's building blocks: FGSM / PGD, membership inference, the DP-SGD accountant and wrapper, tampering.
+
+Tiny networks and random tensors, single-threaded; the whole file runs in seconds.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medgan_utils import SettingError
+from medgan_utils.course import inject_lesions, paste, place_lesion, region_recall, remove_lesions, residual_features
+from medgan_utils.evaluation import (attack_images, check_attacks, check_epsilons, fgsm, membership_auc,
+                                     membership_inference, pgd, train_adversarial)
+from medgan_utils.gan import epsilon_spent, noise_for_epsilon, train_private_gan
+from medgan_utils.nets import make_classifier, make_dcgan
+
+NB08 = Path(__file__).resolve().parents[1] / "notebooks" / "08_trust.ipynb"
+
+
+def _net_and_batch(n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g) * 2 - 1
+    y = torch.randint(0, 2, (n,), generator=g)
+    return make_classifier("cnn", 1, 2, seed=seed).eval(), x, y
+
+
+def test_fgsm_at_zero_epsilon_leaves_the_input_unchanged(one_thread):
+    net, x, y = _net_and_batch()
+    assert torch.equal(fgsm(net, x, y, 0.0), x)
+    assert torch.equal(pgd(net, x, y, 0.0), x)
+    moved = fgsm(net, x, y, 4 / 255)
+    assert not torch.equal(moved, x)  # a positive budget does move it
+
+
+@pytest.mark.parametrize("eps", [1 / 255, 8 / 255, 0.3])
+def test_pgd_stays_in_the_eps_ball_and_the_pixel_range(eps, one_thread):
+    net, x, y = _net_and_batch()
+    x[0, 0, :4] = 1.0  # pixels at the bounds: the attack must not leave [-1, 1]
+    x[1, 0, :4] = -1.0
+    adv = pgd(net, x, y, eps, steps=5, seed=3)
+    assert (adv - x).abs().max() <= 2 * eps + 1e-6  # images in [-1, 1]: the range is 2
+    assert adv.min() >= -1 and adv.max() <= 1
+    f = fgsm(net, x, y, eps)
+    assert (f - x).abs().max() <= 2 * eps + 1e-6 and f.min() >= -1 and f.max() <= 1
+
+
+def test_pgd_raises_the_loss_more_than_nothing_and_is_seeded(one_thread):
+    net, x, y = _net_and_batch(32)
+    loss = lambda z: float(F.cross_entropy(net(z), y).detach())
+    adv = pgd(net, x, y, 8 / 255, steps=10, seed=1)
+    assert loss(adv) > loss(x)
+    assert torch.equal(adv, pgd(net, x, y, 8 / 255, steps=10, seed=1))
+    assert loss(fgsm(net, x, y, 8 / 255)) > loss(x)
+    assert not net.training
+
+
+@pytest.mark.parametrize("bad", [-0.01, 1.5, float("nan"), "8/255"])
+def test_bad_epsilon_is_a_setting_error_naming_the_fix(bad):
+    net, x, y = _net_and_batch(4)
+    with pytest.raises(SettingError, match="Fix"):
+        fgsm(net, x, y, bad)
+    with pytest.raises(SettingError, match="EPSILONS"):
+        check_epsilons([0, bad])
+
+
+def test_unknown_attack_is_a_setting_error_naming_the_choices():
+    net, x, y = _net_and_batch(4)
+    with pytest.raises(SettingError, match="fgsm, pgd"):
+        attack_images(net, x, y, "deepfool", 0.01)
+    with pytest.raises(SettingError, match="Fix"):
+        check_attacks(["pgd", "cw"])
+    assert check_attacks(["PGD", "fgsm"]) == ["pgd", "fgsm"]
+
+
+def _nb08_cell(prefix):
+    for cell in json.loads(NB08.read_text())["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and src.startswith(prefix):
+            return src
+    raise AssertionError(f"notebook 08 has no cell starting with {prefix!r}")
+
+
+def test_notebook_attacks_are_bit_identical_to_the_package(one_thread):
+    ns = {"torch": torch, "F": F}
+    exec(_nb08_cell("def fgsm_attack("), ns)
+    net, x, y = _net_and_batch(16, seed=5)
+    for eps in (0.0, 2 / 255, 8 / 255):
+        assert torch.equal(ns["fgsm_attack"](net, x, y, eps), fgsm(net, x, y, eps))
+        assert torch.equal(ns["pgd_attack"](net, x, y, eps, steps=4, seed=2), pgd(net, x, y, eps, steps=4, seed=2))
+
+
+def test_membership_auc_is_chance_on_two_disjoint_halves_of_held_out_data(one_thread):
+    _, D = make_dcgan(28, 1, base=8, seed=0, d_norm="none")
+    held_out = torch.rand(800, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    res = membership_inference(D, held_out[:400], held_out[400:], seed=0, n_boot=200)
+    assert abs(res["auc"] - 0.5) < 0.08  # 400 vs 400: the AUC's standard error is about 0.02
+    assert res["ci_low"] < 0.5 < res["ci_high"]
+    assert res["n_members"] == res["n_nonmembers"] == 400
+
+
+def test_membership_auc_finds_a_separable_score_and_rejects_bad_input():
+    rng = np.random.default_rng(0)
+    res = membership_auc(rng.normal(2, 1, 300), rng.normal(0, 1, 300), n_boot=100)
+    assert res["auc"] > 0.85 and res["ci_low"] > 0.8
+    with pytest.raises(SettingError, match="Fix"):
+        membership_auc([1.0], [0.0, 1.0])
+    with pytest.raises(SettingError, match="NaN"):
+        membership_auc([1.0, float("nan")], [0.0, 1.0])
+
+
+@pytest.mark.parametrize("target", [1.0, 10.0])
+def test_the_opacus_accountant_reports_a_finite_epsilon_for_the_documented_settings(target):
+    # notebook 08's full mode: 10 % of PneumoniaMNIST (470 images), batch 64, 500 updates, delta = 1 / (10 n)
+    n, batch, steps = 470, 64, 500
+    delta, rate = 1 / (10 * n), 1 / math.ceil(n / batch)  # opacus's Poisson rate: 1 / batches per pass
+    sigma = noise_for_epsilon(target, delta, rate, steps)
+    eps = epsilon_spent(sigma, rate, steps, delta)
+    assert math.isfinite(eps) and 0 < eps <= target * 1.02
+    assert epsilon_spent(sigma * 2, rate, steps, delta) < eps  # more noise, less privacy spent
+    with pytest.raises(SettingError, match="Fix"):
+        noise_for_epsilon(target, 1.5, rate, steps)
+
+
+def test_private_gan_trains_and_spends_what_the_accountant_says(one_thread):
+    x = torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    G, D = make_dcgan(28, 1, base=8, seed=0, d_norm="none")
+    res = train_private_gan(G, D, x, steps=6, batch_size=32, target_epsilon=5.0, seed=0)
+    assert math.isfinite(res.epsilon) and 0 < res.epsilon <= 5.0 * 1.02
+    assert res.noise_multiplier > 0 and res.steps == 6
+    assert res.sample(4).shape == (4, 1, 28, 28)
+    G2, D2 = make_dcgan(28, 1, base=8, seed=0, d_norm="none")
+    ref = train_private_gan(G2, D2, x, steps=6, batch_size=32, target_epsilon=None, seed=0)
+    assert ref.epsilon == math.inf and ref.noise_multiplier == 0
+
+
+def test_private_gan_refuses_batch_norm_and_bad_budgets():
+    x = torch.rand(64, 1, 28, 28) * 2 - 1
+    with pytest.raises(SettingError, match="d_norm='none'"):
+        train_private_gan(*make_dcgan(28, 1, base=8, seed=0), x, steps=2, batch_size=16)
+    with pytest.raises(SettingError, match="Fix"):
+        train_private_gan(*make_dcgan(28, 1, base=8, seed=0, d_norm="none"), x, steps=2, target_epsilon=-1)
+
+
+def test_adversarial_training_runs_and_keeps_the_best_attacked_validation_auc(one_thread):
+    net, x, y = _net_and_batch(64, seed=2)
+    net, info = train_adversarial(net, x, y, x[:32], y[:32], steps=4, task="binary-class", eps=2 / 255,
+                                  pgd_steps=2, batch_size=16)
+    assert 1 <= info["best_step"] <= 4 and 0 <= info["val_auc_attacked"] <= 1
+
+
+def _square_masks(n=4, size=32):
+    m = torch.zeros(n, 1, size, size)
+    m[:, :, 4:10, 4:10] = 1
+    return m
+
+
+def test_injected_lesions_avoid_the_existing_lesion_and_stay_inside_the_image():
+    masks = _square_masks()
+    images = torch.zeros(4, 1, 32, 32)
+    generate = lambda m: m * 2 - 1  # a "generator" that paints lesions white
+    out = inject_lesions(generate, images, masks, masks, "local", seed=0, clearance=3)
+    assert len(out["index"]) == 4
+    assert not (out["lesions"] * masks).any()
+    assert torch.equal(out["lesions"].flatten(1).sum(1), masks.flatten(1).sum(1))  # the donor's whole shape
+    # outside the pasted region the image is untouched; inside the lesion it is the generator's
+    assert torch.equal(out["images"] * (1 - out["regions"]), images * (1 - out["regions"]))
+    assert (out["images"][out["lesions"] > 0] == 1).all()
+    assert (region_recall(out["lesions"], out["lesions"]) == 1).all()
+
+
+def test_removal_and_blending_change_only_the_neighbourhood():
+    masks = _square_masks()
+    images = torch.ones(4, 1, 32, 32)
+    out = remove_lesions(lambda m: torch.full_like(m, -1.0), images, masks, "blended", margin=2)
+    far = torch.ones_like(masks)
+    far[:, :, :24, :24] = 0  # lesion 4-10, margin 2, feathered edge: well inside 24
+    assert torch.equal(out["images"] * far, images * far)
+    assert (out["images"][masks > 0] == -1).all()
+    with pytest.raises(SettingError, match="local, blended"):
+        paste(images, images, masks, "poisson")
+    assert place_lesion(torch.ones(1, 8, 8), torch.ones(1, 8, 8), torch.Generator()) is None
+
+
+def test_residual_features_see_smooth_texture():
+    g = torch.Generator().manual_seed(0)
+    noisy = torch.rand(2, 1, 32, 32, generator=g) * 2 - 1
+    region = torch.zeros(2, 1, 32, 32)
+    region[:, :, 10:20, 10:20] = 1
+    smooth = noisy.clone()
+    smooth[region > 0] = 0.0
+    f_noisy, f_smooth = residual_features(noisy, region), residual_features(smooth, region)
+    assert f_noisy.shape == (2, 6)
+    assert (f_smooth[:, 2] < f_noisy[:, 2] - 1).all()  # inside much smoother than its ring
