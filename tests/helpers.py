@@ -1,4 +1,6 @@
-"""Shared test helpers: where the real offline datasets are, and how strictly to require them."""
+"""Shared test helpers: where the real offline datasets are, how strictly to require them, and a notebook's code
+cells (for the tests that tie a notebook's visible step to the package's copy)."""
+import json
 import os
 from pathlib import Path
 
@@ -23,3 +25,15 @@ def require_real(name: str, size: int) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return Path(st["path"])
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebook_cell(notebook: str, prefix: str) -> str:
+    """The source of the first code cell of ``notebooks/<notebook>.ipynb`` that starts with ``prefix``."""
+    for cell in json.loads((NOTEBOOKS / f"{notebook}.ipynb").read_text())["cells"]:
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and src.startswith(prefix):
+            return src
+    raise AssertionError(f"notebook {notebook} has no code cell starting with {prefix!r}")

@@ -1,7 +1,5 @@
 """Notebook 07's building blocks: penalties, DiffAugment, the stabilised step, FLOPs, the DDPM step
 (bit-identical to the notebook's visible step), LABS/LOSSES validation. Tiny networks, fast."""
-import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,17 +11,7 @@ from medgan_utils import (DDPMSchedule, SettingError, check_labs, check_variants
                           ddpm_step, diff_augment, get_losses, gradient_penalty, make_diff_augment,
                           make_noise_predictor, make_stable_step, r1_penalty, train_ring_gan, training_cost)
 from medgan_utils.nets import make_dcgan
-
-ROOT = Path(__file__).resolve().parents[1]
-NB07 = ROOT / "notebooks" / "07_challenges.ipynb"
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from helpers import notebook_cell
 
 
 def test_gradient_penalty_is_zero_for_a_unit_norm_linear_critic():
@@ -143,11 +131,7 @@ def test_ddpm_schedule_and_sampler_shapes():
 
 
 def _nb07_cell(prefix):
-    for cell in json.loads(NB07.read_text())["cells"]:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and src.startswith(prefix):
-            return src
-    raise AssertionError(f"notebook 07 has no cell starting with {prefix!r}")
+    return notebook_cell("07_challenges", prefix)
 
 
 def test_notebook_ddpm_step_is_bit_identical_to_the_package(one_thread):

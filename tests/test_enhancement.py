@@ -14,6 +14,7 @@ from medgan_utils.course import classical_restore, tune_classical
 from medgan_utils.data import degrade, low_dose, low_resolution, speckle
 from medgan_utils.evaluation import (PSNR_CAP_DB, hallucination_fraction, lesion_changes, noise_level,
                                      paired_bootstrap, psnr, ssim, verdict)
+from helpers import notebook_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 NB06 = ROOT / "notebooks" / "06_enhancement.ipynb"
@@ -169,11 +170,7 @@ def test_paired_bootstrap_sees_a_shift_and_not_an_identical_arm():
 # --- the step, tied to the notebook --------------------------------------------------------------------------
 
 def _nb06_cell(prefix):
-    for cell in json.loads(NB06.read_text())["cells"]:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and src.startswith(prefix):
-            return src
-    raise AssertionError(f"notebook 06 has no cell starting with {prefix!r}")
+    return notebook_cell("06_enhancement", prefix)
 
 
 def test_notebook_06_writes_its_step_with_backward():

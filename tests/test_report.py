@@ -108,3 +108,20 @@ def test_notebooks_with_different_row_columns_get_their_own_axes(tmp_path):
     assert {"04_augmentation_auc_vs_fraction.png", "06_enhancement_auc_vs_level.png"} <= names
     md = (tmp_path / "report.md").read_text()
     assert "| denoise: nlm | 50.0 | 1 | 0.8600 |" in md and "| superres: nlm | 2.0 | 1 | 0.7000 |" in md
+
+
+def test_a_metric_no_row_can_plot_is_skipped_not_an_error(tmp_path):
+    """Rows of several kinds (as notebook 08 writes: attack rows with ε, privacy rows with a fraction) may leave
+    a chosen metric without any (x, y) pair; the report skips that plot instead of failing the site build."""
+    from medgan_utils.tools.report import plot
+
+    rows = [{"lab": "attack", "arm": "real", "seed": s, "epsilon": e, "auc": 0.8 - e / 10} for s in (0, 1)
+            for e in (0.0, 2.0)]
+    rows += [{"lab": "privacy", "arm": "mia", "seed": s, "fraction": f, "mia_auc": 0.55} for s in (0, 1)
+             for f in (0.1, 1.0)]
+    _write(tmp_path / "08_trust", {"notebook": "08_trust", "mode": "fast", "seed": 0, "params": {},
+                                   "metrics": {"runs": rows}})
+    written = write_report(tmp_path)
+    assert all(p.is_file() for p in written)
+    assert plot(rows, "dice", "epsilon", "arm", tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()

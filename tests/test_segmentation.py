@@ -20,6 +20,7 @@ from medgan_utils.data import (GreyMaskWarning, UserDataError, dataset_info, def
                                lesion_stats, load_dataset, load_splits, user_masks)
 from medgan_utils.evaluation import binarise, dice, hd95, iou, near_duplicate_pairs, segmentation_metrics
 from medgan_utils.nets import PatchDiscriminator, UNet, make_patch_discriminator, make_segmentation_nets, make_unet
+from helpers import notebook_cell
 
 SPLITS = ("train", "val", "test")
 
@@ -492,11 +493,7 @@ NB05 = _Path(__file__).resolve().parents[1] / "notebooks" / "05_segmentation.ipy
 
 
 def _nb05_cell(prefix):
-    for cell in _json.loads(NB05.read_text())["cells"]:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and src.startswith(prefix):
-            return src
-    raise AssertionError(f"notebook 05 has no cell starting with {prefix!r}")
+    return notebook_cell("05_segmentation", prefix)
 
 
 def _nb05_namespace():

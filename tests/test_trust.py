@@ -2,9 +2,7 @@
 
 Tiny networks and random tensors, single-threaded; the whole file runs in seconds.
 """
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +15,8 @@ from medgan_utils.evaluation import (attack_images, check_attacks, check_epsilon
                                      membership_inference, pgd, train_adversarial)
 from medgan_utils.gan import epsilon_spent, noise_for_epsilon, train_private_gan
 from medgan_utils.nets import make_classifier, make_dcgan
+from helpers import notebook_cell
 
-NB08 = Path(__file__).resolve().parents[1] / "notebooks" / "08_trust.ipynb"
 
 
 def _net_and_batch(n=16, seed=0):
@@ -77,11 +75,7 @@ def test_unknown_attack_is_a_setting_error_naming_the_choices():
 
 
 def _nb08_cell(prefix):
-    for cell in json.loads(NB08.read_text())["cells"]:
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and src.startswith(prefix):
-            return src
-    raise AssertionError(f"notebook 08 has no cell starting with {prefix!r}")
+    return notebook_cell("08_trust", prefix)
 
 
 def test_notebook_attacks_are_bit_identical_to_the_package(one_thread):

@@ -192,14 +192,17 @@ def _pooled_tables(seeds: list[dict]) -> list[str]:
     return lines
 
 
-def plot(seeds: list[dict], y: str, x: str, series: str | None, path: Path) -> Path:
-    """``y`` against ``x``, one line per series with its 95 % CI band, one panel per setting."""
+def plot(seeds: list[dict], y: str, x: str, series: str | None, path: Path) -> Path | None:
+    """``y`` against ``x``, one line per series with its 95 % CI band, one panel per setting; ``None`` (and no
+    file) when no row has both ``x`` and ``y``."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     groups = pooled(seeds, x, series, y)
+    if not groups:
+        return None
     short = short_labels(groups)
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
     for ax, (setting, cells) in zip(axes[0], groups.items()):
@@ -266,7 +269,8 @@ def write_report(folder, out=None) -> list[Path]:
         x, series, ys = axes_of(group)
         prefix = f"{notebook}_" if len(groups) > 1 else ""
         if x:
-            written += [plot(group, y, x, series, out / f"{prefix}{y}_vs_{x}.png") for y in ys[:3]]
+            plots = [plot(group, y, x, series, out / f"{prefix}{y}_vs_{x}.png") for y in ys[:3]]
+            written += [p for p in plots if p is not None]
     if not groups and (p := plot_runs(runs, out / "metrics_per_run.png")) is not None:
         written.append(p)
     return written
