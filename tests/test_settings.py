@@ -68,3 +68,16 @@ def test_setup_pick_by_mode(monkeypatch):
     cfg = setup(FAST=False, DEVICE="cpu", SEED=3, quiet=True)
     assert cfg.pick(fast=1, full=2, gpu=3) == 2  # CPU: the full value, not the GPU one
     assert cfg.as_dict()["device"] == "cpu"
+
+
+def test_check_names_accepts_known_names_and_names_the_choices_otherwise():
+    import pytest
+
+    from medgan_utils.core import SettingError, check_names
+
+    assert check_names("b", ("a", "b"), "X") == ["b"]
+    assert check_names(["A ", "b"], ("a", "b"), "X", lower=True) == ["a", "b"]
+    with pytest.raises(SettingError, match=r"X: unknown or no entries \['c'\]\. Fix: choose from a, b, e\.g\. \['a'\]"):
+        check_names(["a", "c"], ("a", "b"), "X", example="['a']")
+    with pytest.raises(SettingError, match="no entries"):
+        check_names([], ("a",), "X")

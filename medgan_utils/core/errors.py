@@ -48,6 +48,19 @@ def positive_int(value, what: str, *, minimum: int = 1, fix: str | None = None) 
     raise SettingError(f"{what} must be a whole number >= {minimum}, got {value!r}.{hint}")
 
 
+def check_names(values, allowed, what: str, *, lower: bool = False, example: str | None = None) -> list[str]:
+    """``values`` (a name or a list of names; lower-cased with ``lower``) as a non-empty list drawn from
+    ``allowed``; otherwise a :class:`SettingError` naming ``what``, the bad entries and the choices."""
+    names = [values] if isinstance(values, str) else list(values or [])
+    keys = [str(v).strip().lower() for v in names] if lower else names
+    bad = [v for v, k in zip(names, keys) if k not in allowed]
+    if bad or not keys:
+        hint = f", e.g. {example}" if example else ""
+        raise SettingError(f"{what}: unknown or no entries {bad or names!r}. "
+                           f"Fix: choose from {', '.join(allowed)}{hint}.")
+    return keys
+
+
 def describe_os_error(err: OSError) -> str:
     """A short reason for an ``OSError`` (``'permission denied'``, ``'not a directory'``, ...)."""
     reason = err.strerror or type(err).__name__

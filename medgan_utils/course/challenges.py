@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..core.errors import SettingError
+from ..core.errors import check_names
 from ..gan.losses import get_losses
 from ..gan.regularisers import make_stable_step, variant_options
 from ..gan.trainer import DCGANTrainer
@@ -33,12 +33,7 @@ LAB_NAMES = ("stability", "scarcity", "cost", "diffusion")
 
 def check_labs(labs) -> list[str]:
     """``LABS`` as a list of known lab names (SettingError naming the fix)."""
-    labs = [labs] if isinstance(labs, str) else list(labs or [])
-    bad = [x for x in labs if x not in LAB_NAMES]
-    if bad or not labs:
-        raise SettingError(f"LABS has unknown or no entries {bad or labs!r}. Fix: a list drawn from "
-                           f"{list(LAB_NAMES)}, e.g. ['stability'].")
-    return labs
+    return check_names(labs, LAB_NAMES, "LABS", example="['stability']")
 
 
 def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: int = 1, base: int = 32,

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import SettingError, positive_int
+from ..core.errors import SettingError, check_names, positive_int
 from .diagnosis import _batches, diagnosis_metrics, minority_class, predict_proba
 
 __all__ = ["ATTACKS", "fgsm", "pgd", "attack_images", "attack_metrics", "check_epsilons", "check_attacks",
@@ -44,12 +44,7 @@ def check_epsilons(epsilons) -> list[float]:
 
 def check_attacks(attacks) -> list[str]:
     """Attack names, lower case, each one of :data:`ATTACKS`."""
-    names = [attacks] if isinstance(attacks, str) else list(attacks)
-    keys = [str(a).strip().lower() for a in names]
-    unknown = [a for a, k in zip(names, keys) if k not in ATTACKS]
-    if unknown or not keys:
-        raise SettingError(f"Unknown attack(s) {unknown or names!r}. Fix: choose from {', '.join(ATTACKS)}.")
-    return keys
+    return check_names(attacks, ATTACKS, "ATTACKS", lower=True)
 
 
 def _input_grad(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

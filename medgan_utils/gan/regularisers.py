@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from ..core.errors import SettingError
+from ..core.errors import SettingError, check_names
 from .losses import d_loss_bce, get_losses
 
 __all__ = ["gradient_penalty", "r1_penalty", "make_stable_step", "STABILITY_VARIANTS", "variant_options",
@@ -122,12 +122,7 @@ STEP_KEYS = ("loss", "gp", "r1", "real_target", "d_steps")
 
 def check_variants(names, what: str = "LOSSES") -> list[str]:
     """The names, validated against :data:`STABILITY_VARIANTS` (SettingError naming the fix)."""
-    names = [names] if isinstance(names, str) else list(names or [])
-    bad = [n for n in names if n not in STABILITY_VARIANTS]
-    if bad or not names:
-        raise SettingError(f"{what}: unknown or empty variant(s) {bad or names!r}. "
-                           f"Fix: choose from {', '.join(STABILITY_VARIANTS)}.")
-    return names
+    return check_names(names, tuple(STABILITY_VARIANTS), what)
 
 
 def variant_options(name: str) -> tuple[dict, dict]:
