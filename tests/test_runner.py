@@ -78,3 +78,15 @@ def test_notebook_03_parameters_parse_cleanly():
     params = notebook_parameters(ROOT / "notebooks" / "03_dcgan.ipynb")
     assert params["BETAS"]["default"] == (0.5, 0.999) and params["EPOCHS"]["type"] == "int"
     assert params["EMA_DECAY"]["type"] == "float" and params["PRECISION"]["type"] == "str"
+
+
+def test_a_failed_notebook_is_summarised_by_its_exception_not_its_code():
+    from papermill.exceptions import PapermillExecutionError
+
+    from medgan_utils.tools.runner import _short_error
+
+    err = PapermillExecutionError(cell_index=3, exec_count=3, source="x = 1\nraise SettingError('...')",
+                                  ename="SettingError", evalue="SCALE 3 does not divide 28. Fix: SCALE = 2.",
+                                  traceback=["---> 2 raise SettingError('...')"])
+    assert _short_error(err) == "SettingError: SCALE 3 does not divide 28. Fix: SCALE = 2."
+    assert _short_error(ValueError("a\n\nb")) == "ValueError: a | b"

@@ -208,6 +208,9 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
 
 
 def _short_error(err: Exception) -> str:
+    """A notebook's exception as its type and message (papermill's ``ename``/``evalue``), not the cell's code."""
+    if getattr(err, "ename", None) and getattr(err, "evalue", None) is not None:
+        return f"{err.ename}: {err.evalue}"[:800]
     text = str(err).strip().splitlines()
     keep = [line for line in text if line.strip()][-6:]
     return f"{type(err).__name__}: " + " | ".join(keep)[:800]
