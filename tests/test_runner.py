@@ -90,3 +90,24 @@ def test_a_failed_notebook_is_summarised_by_its_exception_not_its_code():
                                   traceback=["---> 2 raise SettingError('...')"])
     assert _short_error(err) == "SettingError: SCALE 3 does not divide 28. Fix: SCALE = 2."
     assert _short_error(ValueError("a\n\nb")) == "ValueError: a | b"
+
+
+def test_the_kernels_own_messages_go_to_its_log_not_the_terminal(tmp_path, capfd):
+    """ipykernel's shutdown noise (seen in a parallel sweep) must not reach the learner's terminal."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import os, pathlib\n"
+        "from ipykernel.kernelapp import IPKernelApp\n"
+        "IPKernelApp.instance().log.error('kernel-own-message-1234')\n"  # the kernel's logger: its own stderr
+        "pathlib.Path(os.environ['MEDGAN_RESULTS_DIR'], 'results.json').write_text('{}')\n"
+        "print('cell-output-5678')\n")]
+    path = tmp_path / "k.ipynb"
+    nbformat.write(nb, path)
+    row = run_notebook(path, tmp_path / "out")
+    assert row["status"] == "ok", row
+    terminal = capfd.readouterr()
+    assert "kernel-own-message-1234" not in terminal.out + terminal.err
+    log = tmp_path / "out" / "k" / "kernel.log"
+    assert "kernel-own-message-1234" in log.read_text()
+    assert "cell-output-5678" in (tmp_path / "out" / "k" / "k.ipynb").read_text()  # outputs still reach the notebook

@@ -23,7 +23,8 @@ if FAIL:
     raise ValueError(f"deliberate failure for seed {SEED}")
 out = pathlib.Path(os.environ["MEDGAN_RESULTS_DIR"])
 out.mkdir(parents=True, exist_ok=True)
-env = {k: os.environ.get(k) for k in ("MEDGAN_THREADS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}
+env = {k: os.environ.get(k) for k in ("MEDGAN_THREADS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+                                     "MALLOC_TRIM_THRESHOLD_")}
 rec = {"notebook": "tiny", "mode": "fast" if FAST else "full", "params": {"SEED": SEED, "SCALE": SCALE},
        "metrics": {"value": SEED * SCALE, "env": env, "pid": os.getpid()}}
 (out / "results.json").write_text(json.dumps(rec))
@@ -164,7 +165,10 @@ def test_list_and_only_for_job_arrays(tmp_path, tiny_notebook, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[1].split("\t")[0] == "1" and lines[1].split("\t")[2] == "pending"
     assert json.loads(lines[1].split("\t")[3]) == {"SEED": 6}
+    before = {k: os.environ.get(k) for k in ("MEDGAN_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     assert cli.main(["sweep", str(tiny_notebook), "--grid", str(grid), "--out", str(out), "--only", "1"]) == 0
+    # --only runs in this process: the run's thread settings must not leak into it (or into later kernels).
+    assert {k: os.environ.get(k) for k in before} == before
     states = [line.split("\t")[2] for line in list_runs(tiny_notebook, grid, out=out)]
     assert states == ["pending", "done", "pending"]
 
@@ -174,10 +178,20 @@ def test_dask_local_cluster_sweep_same_layout(tmp_path, tiny_notebook):
 
     grid = _grid(tmp_path, "grid: {SEED: [0, 1, 2]}\n")
     out = tmp_path / "out"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        rows = sweep(tiny_notebook, grid, out, executor="dask", scheduler=cluster.scheduler_address,
-                     client=client, echo=lambda *a, **k: None)
+    saved = dict(os.environ)  # a LocalCluster's nannies write MALLOC_TRIM_THRESHOLD_ etc. into this process
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            rows = sweep(tiny_notebook, grid, out, executor="dask", scheduler=cluster.scheduler_address,
+                         client=client, echo=lambda *a, **k: None)
+            worker_env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert set(worker_env.values()) == {"65536"}  # the nanny's setting is on the workers ...
+    kernels = {json.loads((out / r["id"] / "results.json").read_text())["metrics"]["env"]["MALLOC_TRIM_THRESHOLD_"]
+               for r in rows}
+    assert kernels == {None}  # ... but not in the notebooks' kernels (it slows training by about a third)
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
     for r in rows:
         res = json.loads((out / r["id"] / "results.json").read_text())

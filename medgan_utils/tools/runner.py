@@ -22,6 +22,8 @@ from ..core.io import folder_lock
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: The kernel's own log (e.g. its warning about TCP transport) stays off the learner's terminal.
 KERNEL_QUIET = ["--IPKernelApp.log_level=ERROR"]
+#: What the kernel process itself prints (its shutdown noise, a crash report) goes here, beside the notebook.
+KERNEL_LOG = "kernel.log"
 
 
 def parse_value(text: str):
@@ -144,9 +146,13 @@ def resolve_notebooks(names) -> list[Path]:
 
 
 @contextlib.contextmanager
-def _env(**values):
-    old = {k: os.environ.get(k) for k in values}
+def temporary_environ(unset=(), **values):
+    """Set environment variables for the ``with`` block (``None`` leaves one as it is) and remove those named in
+    ``unset``; afterwards restore them all."""
+    old = {k: os.environ.get(k) for k in [*values, *unset]}
     os.environ.update({k: str(v) for k, v in values.items() if v is not None})
+    for k in unset:
+        os.environ.pop(k, None)
     try:
         yield
     finally:
@@ -183,14 +189,17 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
     start = time.perf_counter()
     # Figures must land in the executed notebook: force the inline backend even if the caller's
     # environment says MPLBACKEND=Agg (common on servers and in CI).
-    with _env(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1", MPLBACKEND=INLINE_BACKEND), quiet_papermill():
+    with temporary_environ(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1", MPLBACKEND=INLINE_BACKEND), quiet_papermill():
         try:
             pm.execute_notebook(str(path), str(out_nb), parameters=params, cwd=str(path.parent),
                                 kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
-                                extra_arguments=KERNEL_QUIET)
+                                extra_arguments=KERNEL_QUIET,
+                                kernel_manager_class=kernel_manager_logging_to(folder / KERNEL_LOG))
         except Exception as err:  # PapermillExecutionError, timeouts, dead kernels
             row["status"] = "FAILED"
             row["error"] = _short_error(err)
+            if (folder / KERNEL_LOG).is_file() and (folder / KERNEL_LOG).stat().st_size:
+                row["error"] += f" (the kernel's own messages are in {folder / KERNEL_LOG})"
     row["seconds"] = round(time.perf_counter() - start, 1)
     with contextlib.suppress(Exception):
         meta = json.loads(out_nb.read_text())["metadata"].get("papermill", {})
@@ -205,6 +214,23 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
         row["status"] = "FAILED"
         row["error"] = "the notebook finished but wrote no results.json (record_results was not reached)"
     return row
+
+
+def kernel_manager_logging_to(log_path: Path):
+    """A kernel manager class whose kernel process writes its stdout and stderr to ``log_path``.
+
+    Cell outputs still reach the notebook (they travel over ZMQ); what stays off the terminal is the
+    kernel's own chatter, e.g. the "KeyboardInterrupt caught in kernel" and ZMQ tracebacks that ipykernel
+    prints when it is shut down while several kernels run side by side in a sweep.
+    """
+    from jupyter_client.manager import KernelManager
+
+    class KernelLoggingToFile(KernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(log_path, "ab") as log:  # Popen duplicates the descriptor; ours can close at once
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
+
+    return KernelLoggingToFile
 
 
 def _short_error(err: Exception) -> str:
