@@ -17,7 +17,7 @@ Every name below is also importable from its subpackage, e.g. ``medgan_utils.gan
 """
 from .core import (autocast, available_devices, CourseError, device_name, get_device, positive_int, resolve_precision,
                    seed_everything, SettingError)
-from .course import (arm_training_set, ARMS, cached_conditional_gan, check_arms, class_balance, draw_synthetic,
+from .course import (animation_html, arm_training_set, ARMS, cached_conditional_gan, check_arms, class_balance, draw_synthetic,
                      duplicates_across_splits, environment_report, explore, find_duplicates, format_report, gan_diagram,
                      grade_step, image_grid, intensity_histograms, is_fast, jsd_on_grid, kl_on_grid, lesion_fraction,
                      make_discriminator, make_generator, mean_ci, Mixture1D, mode_coverage, montage_by_class,
@@ -73,7 +73,7 @@ __all__ = [
     # course
     "Settings", "setup", "is_fast", "record_results", "results_path", "mean_ci", "explore", "student_exercise",
     "show_solution", "grade_step", "toy_gan_step", "ToyGANTrainer",
-    "image_grid", "show_grid", "montage_by_class", "plot_curves", "to_display", "environment_report",
+    "animation_html", "image_grid", "show_grid", "montage_by_class", "plot_curves", "to_display", "environment_report",
     "format_report", "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram",
     "intensity_histograms", "lesion_fraction", "nearest_neighbours", "show_with_masks", "time_matmul",
     "Mixture1D", "jsd_on_grid", "kl_on_grid", "make_discriminator", "make_generator", "mode_coverage",

@@ -166,10 +166,35 @@ def test_notebook_penalties_are_the_package_penalties(one_thread):
     real, fake = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8)
     pairs = [(ns["wgan_gp_penalty"](D, real, fake, torch.Generator().manual_seed(3)),
               gradient_penalty(D, real, fake, torch.Generator().manual_seed(3))),
-             (ns["r1"](D, real), r1_penalty(D, real))]
+             (ns["r1_penalty"](D, real), r1_penalty(D, real))]
     for mine, ref in pairs:
-        assert torch.equal(mine, ref) and float(ref) > 0
+        assert torch.equal(mine, ref) and float(ref.detach()) > 0
         g_mine = torch.autograd.grad(mine, list(D.parameters()), retain_graph=True, allow_unused=True)
         g_ref = torch.autograd.grad(ref, list(D.parameters()), retain_graph=True, allow_unused=True)
         assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(g_mine, g_ref))
         assert any(a is not None and a.abs().sum() > 0 for a in g_mine)
+
+
+@pytest.mark.parametrize("variant", ["minimax", "lsgan", "hinge", "wgan-gp", "r1", "label-smoothing", "d-steps-2"])
+def test_notebook_step_trains_bit_identically_to_the_package_step(variant, one_thread):
+    """07's visible make_variant_step (which trains every run of the notebook) is make_stable_step: the same
+    weights after a few updates of the DCGAN, with DiffAugment, and the same samples on the ring."""
+    from medgan_utils import d_loss_bce, get_losses, train_image_gan
+
+    ns = {"torch": torch, "get_losses": get_losses, "d_loss_bce": d_loss_bce}
+    src = _nb07_cell("def input_gradient(")
+    exec(src[: src.index("\nfor name, opts")], ns)
+    images = torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    runs = [train_image_gan(variant, images, seed=3, steps=3, base=8, batch_size=8,
+                            augment=make_diff_augment(), step_factory=factory)
+            for factory in (ns["make_variant_step"], make_stable_step)]
+    for net in ("G", "D"):
+        mine, ref = (getattr(tr, net).state_dict() for tr in runs)
+        assert all(torch.equal(mine[k], ref[k]) for k in ref), f"{variant}: {net} differs"
+    d_norm = "none" if variant == "wgan-gp" else "batch"
+    start = make_dcgan(28, 1, base=8, seed=3, d_norm=d_norm)[0].state_dict()
+    trained = runs[1].G_raw.state_dict() if hasattr(runs[1], "G_raw") else runs[1].G.state_dict()
+    assert any(not torch.equal(start[k], trained[k]) for k in start if start[k].is_floating_point())  # G moved
+    ring = [train_ring_gan(variant, seed=0, steps=4, batch_size=32, n_eval=64, step_factory=f)
+            for f in (ns["make_variant_step"], make_stable_step)]
+    assert torch.equal(ring[0]["samples"], ring[1]["samples"])

@@ -111,3 +111,7 @@ def test_the_kernels_own_messages_go_to_its_log_not_the_terminal(tmp_path, capfd
     log = tmp_path / "out" / "k" / "kernel.log"
     assert "kernel-own-message-1234" in log.read_text()
     assert "cell-output-5678" in (tmp_path / "out" / "k" / "k.ipynb").read_text()  # outputs still reach the notebook
+    nb.cells[0].source = nb.cells[0].source.replace("IPKernelApp.instance().log.error", "print")
+    nbformat.write(nb, path)
+    assert run_notebook(path, tmp_path / "out")["status"] == "ok"
+    assert not log.exists()  # a kernel that said nothing leaves no empty log behind

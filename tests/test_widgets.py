@@ -50,3 +50,26 @@ def test_live_explore_leaves_no_stray_output(monkeypatch):
     monkeypatch.setattr(ipywidgets, "interact", lambda cb, **kw: calls.append((cb, kw)) or cb)
     assert widgets_mod.explore(lambda p=0.5: p, p=(0.0, 1.0)) is None  # nothing for the cell to echo
     assert len(calls) == 1 and "p" in calls[0][1]
+
+
+def test_animations_need_no_network_and_notebooks_use_the_offline_player():
+    """matplotlib's player loads Font Awesome from a CDN; offline its buttons were blank (seen on the website)."""
+    import json
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+
+    from medgan_utils import animation_html
+
+    fig, ax = plt.subplots()
+    im = ax.imshow([[0.0, 1.0]])
+    anim = animation.FuncAnimation(fig, lambda k: (im.set_data([[k, 1.0 - k]]), im)[1:], frames=2)
+    raw, html = anim.to_jshtml(default_mode="once"), animation_html(anim)
+    plt.close(fig)
+    assert "font-awesome" in raw and 'class="fa ' in raw  # what the fix removes is really there
+    assert "font-awesome" not in html and 'class="fa ' not in html and "https://" not in html
+    assert "\u25b6" in html and "Play" in html and html.count("<button") == raw.count("<button")
+    for nb in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        assert "to_jshtml(" not in code, f"{nb.name}: use animation_html(anim), which works offline"

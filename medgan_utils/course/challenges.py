@@ -38,12 +38,15 @@ def check_labs(labs) -> list[str]:
 
 def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: int = 1, base: int = 32,
                     batch_size: int = 64, augment=None, device=None, max_seconds=None, lr: float = 2e-4,
-                    steps: int | None = None):
+                    steps: int | None = None, step_factory=make_stable_step):
     """A DCGAN at the images' size trained with ``variant`` for ``epochs`` (with history and the NaN guard) or
-    exactly ``steps`` updates (no history); returns the trainer (``diverged`` set on NaN)."""
+    exactly ``steps`` updates (no history); returns the trainer (``diverged`` set on NaN).
+
+    ``step_factory(**step options, augment=...)`` builds the training step: notebook 07 passes its visible copy
+    of :func:`~medgan_utils.gan.make_stable_step`."""
     step_opts, other = variant_options(variant)
     G, D = make_dcgan(images.shape[-1], images.shape[1], base=base, seed=seed, d_norm=other.get("d_norm", "batch"))
-    tr = DCGANTrainer(G, D, images, step_fn=make_stable_step(**step_opts, augment=augment), device=device,
+    tr = DCGANTrainer(G, D, images, step_fn=step_factory(**step_opts, augment=augment), device=device,
                       batch_size=batch_size, lr=lr, lr_G=other.get("lr_G"), lr_D=other.get("lr_D"),
                       ema_decay=other.get("ema_decay"), seed=seed, precision="fp32", on_diverge="stop",
                       progress=False, n_fixed=16, max_snapshots=4, log_every=1000, name=f"07_{variant}")
@@ -67,8 +70,9 @@ def _spectral(net: nn.Sequential) -> nn.Sequential:
 
 
 def train_ring_gan(variant: str, *, seed: int, steps: int, batch_size: int = 256, lr: float = 1e-3,
-                   n_eval: int = 2000, std: float = 0.02) -> dict:
-    """The variant on the 8-Gaussian ring with 02's toy MLPs; returns modes covered, quality and divergence."""
+                   n_eval: int = 2000, std: float = 0.02, step_factory=make_stable_step) -> dict:
+    """The variant on the 8-Gaussian ring with 02's toy MLPs; returns modes covered, quality and divergence.
+    ``step_factory`` builds the training step, as in :func:`train_image_gan`."""
     step_opts, other = variant_options(variant)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -81,7 +85,7 @@ def train_ring_gan(variant: str, *, seed: int, steps: int, batch_size: int = 256
     tr = SimpleNamespace(G=G, D=D, opt_G=opt_G, opt_D=opt_D, gen=gen, autocast=contextlib.nullcontext,
                          scaler=torch.amp.GradScaler("cpu", enabled=False))
     ema = AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(other["ema_decay"])) if "ema_decay" in other else None
-    step, t0, diverged = make_stable_step(**step_opts), time.perf_counter(), False
+    step, t0, diverged = step_factory(**step_opts), time.perf_counter(), False
     for _ in range(int(steps)):
         out = step(tr, sample_ring(batch_size, std=std, generator=gen), torch.randn(batch_size, 2, generator=gen))
         if ema is not None:

@@ -1,5 +1,7 @@
-"""Figures the notebooks share: image grids, per-class montages, curves."""
+"""Figures the notebooks share: image grids, per-class montages, curves, and animations that work offline."""
 from __future__ import annotations
+
+import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -7,7 +9,13 @@ from torchvision.utils import make_grid
 
 from ..data.imageset import to_display
 
-__all__ = ["to_display", "image_grid", "show_grid", "montage_by_class", "plot_curves"]
+__all__ = ["to_display", "image_grid", "show_grid", "montage_by_class", "plot_curves", "animation_html"]
+
+#: matplotlib's player draws its buttons with Font Awesome from a CDN: offline (a workshop, the course website)
+#: they are blank. These characters are in every common font.
+PLAYER_GLYPHS = {"fa-minus": "\u2212", "fa-fast-backward": "\u21e4", "fa-step-backward": "\u2190",
+                 "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u275a\u275a", "fa-play": "\u25b6",
+                 "fa-step-forward": "\u2192", "fa-fast-forward": "\u21e5", "fa-plus": "+"}
 
 
 
@@ -65,3 +73,14 @@ def plot_curves(history: dict, keys, ax=None, title: str | None = None, referenc
     if title:
         ax.set_title(title)
     return ax
+
+
+def animation_html(anim, default_mode: str | None = None) -> str:
+    """``anim.to_jshtml()`` with no network dependency: the Font Awesome stylesheet link is dropped and each
+    button icon becomes a plain character (see :data:`PLAYER_GLYPHS`). ``default_mode``: "once", "loop" or
+    "reflect", as in matplotlib (None: "loop" when the animation repeats)."""
+    html = anim.to_jshtml(default_mode=default_mode)
+    html = re.sub(r'<link rel="stylesheet"\s+href="[^"]*font-awesome[^"]*">', "", html)
+    for icon, glyph in PLAYER_GLYPHS.items():
+        html = html.replace(f'<i class="fa {icon}"></i>', glyph)
+    return html

@@ -148,17 +148,20 @@ def train_private_gan(G: nn.Module, D: nn.Module, images: torch.Tensor, *, steps
                         drop_last=True)
     sigma, eps = 0.0, math.inf
     if target_epsilon is not None:
-        engine = PrivacyEngine(accountant="rdp")
         sigma = noise_for_epsilon(target_epsilon, delta, sample_rate, steps)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # opacus warns about secure RNG: the course is not a deployment
+            # opacus warns that its secure RNG is off; the notebook says so (a course, not a deployment)
+            warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
+            engine = PrivacyEngine(accountant="rdp")
             loader = DataLoader(loader.dataset, batch_size=batch_size, generator=gen)
             D, opt_D, loader = engine.make_private(module=D, optimizer=opt_D, data_loader=loader,
                                                    noise_multiplier=sigma, max_grad_norm=max_grad_norm,
                                                    noise_generator=torch.Generator(device=device).manual_seed(
                                                        int(seed) + 1))
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
+        # opacus's per-image hooks on D fire although D's inputs (images) need no gradient; torch warns, harmlessly
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         torch.manual_seed(int(seed))  # Poisson sampling draws from the global RNG
         history = _gan_updates(G, D, opt_G, opt_D, loader, steps, getattr(G, "latent_dim", 100), device, gen)
     if target_epsilon is not None:

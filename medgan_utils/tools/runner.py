@@ -200,6 +200,9 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
             row["error"] = _short_error(err)
             if (folder / KERNEL_LOG).is_file() and (folder / KERNEL_LOG).stat().st_size:
                 row["error"] += f" (the kernel's own messages are in {folder / KERNEL_LOG})"
+    with contextlib.suppress(OSError):
+        if (folder / KERNEL_LOG).stat().st_size == 0:
+            (folder / KERNEL_LOG).unlink()  # an empty log says nothing
     row["seconds"] = round(time.perf_counter() - start, 1)
     with contextlib.suppress(Exception):
         meta = json.loads(out_nb.read_text())["metadata"].get("papermill", {})
@@ -227,7 +230,7 @@ def kernel_manager_logging_to(log_path: Path):
 
     class KernelLoggingToFile(KernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
-            with open(log_path, "ab") as log:  # Popen duplicates the descriptor; ours can close at once
+            with open(log_path, "wb") as log:  # this run's log; Popen duplicates the descriptor, ours closes now
                 await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
 
     return KernelLoggingToFile
