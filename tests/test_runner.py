@@ -115,3 +115,19 @@ def test_the_kernels_own_messages_go_to_its_log_not_the_terminal(tmp_path, capfd
     nbformat.write(nb, path)
     assert run_notebook(path, tmp_path / "out")["status"] == "ok"
     assert not log.exists()  # a kernel that said nothing leaves no empty log behind
+
+
+def test_a_dead_kernel_fails_the_run_promptly_and_points_to_its_log(tmp_path):
+    """A kernel killed mid-cell (as the OOM killer does) is reported, not waited on forever."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell("import os, sys\nsys.__stderr__.write('last words 4321\\n')\n"
+                                          "sys.__stderr__.flush()\nos.kill(os.getpid(), 9)")]
+    path = tmp_path / "die.ipynb"
+    nbformat.write(nb, path)
+    code = ("import json, sys; from pathlib import Path; from medgan_utils.tools.runner import run_notebook; "
+            f"print(json.dumps(run_notebook(Path({str(path)!r}), Path({str(tmp_path / 'out')!r}))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["status"] == "FAILED" and row["error"].startswith("DeadKernelError"), row
+    assert "kernel.log" in row["error"] and "last words 4321" in (tmp_path / "out" / "die" / "kernel.log").read_text()

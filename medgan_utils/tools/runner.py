@@ -226,9 +226,9 @@ def kernel_manager_logging_to(log_path: Path):
     kernel's own chatter, e.g. the "KeyboardInterrupt caught in kernel" and ZMQ tracebacks that ipykernel
     prints when it is shut down while several kernels run side by side in a sweep.
     """
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager  # nbclient's own choice (a sync one hangs on a dead kernel)
 
-    class KernelLoggingToFile(KernelManager):
+    class KernelLoggingToFile(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             with open(log_path, "wb") as log:  # this run's log; Popen duplicates the descriptor, ours closes now
                 await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": log, "stderr": log})
