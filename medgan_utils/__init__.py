@@ -58,9 +58,9 @@ from .gan import epsilon_spent, noise_for_epsilon, PrivateGANResult, train_priva
 from .course import (check_labs, diversity_ratio, failure_signature, generator_grad_norm, LAB_NAMES,
                      train_image_gan, train_ring_gan)
 from .evaluation import conv2d_flops, format_cost_table, training_cost
-from .gan import (check_variants, d_loss_wgan, ddpm_sample, ddpm_step, diff_augment, DIFFAUGMENT_POLICY,
-                  gradient_penalty, make_diff_augment, make_stable_step, r1_penalty, STABILITY_VARIANTS,
-                  variant_options)
+from .gan import (AdaptiveAugment, check_variants, d_loss_wgan, ddpm_sample, ddpm_step, diff_augment,
+                  DIFFAUGMENT_POLICY, gradient_penalty, make_diff_augment, make_stable_step, r1_penalty,
+                  STABILITY_VARIANTS, variant_options)
 from .nets import DDPMSchedule, make_noise_predictor, NoisePredictor
 
 __version__ = "0.2.0"
@@ -114,7 +114,7 @@ __all__ = [
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
     "train_ring_gan", "conv2d_flops", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",
     "d_loss_wgan", "ddpm_sample", "ddpm_step", "DIFFAUGMENT_POLICY", "diff_augment", "gradient_penalty",
-    "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule", "NoisePredictor",
+    "AdaptiveAugment", "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule", "NoisePredictor",
     "make_noise_predictor",
     "__version__",
 ]

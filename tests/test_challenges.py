@@ -198,3 +198,52 @@ def test_notebook_step_trains_bit_identically_to_the_package_step(variant, one_t
     ring = [train_ring_gan(variant, seed=0, steps=4, batch_size=32, n_eval=64, step_factory=f)
             for f in (ns["make_variant_step"], make_stable_step)]
     assert torch.equal(ring[0]["samples"], ring[1]["samples"])
+
+
+def test_adaptive_augment_applies_each_transform_with_probability_p():
+    from medgan_utils import AdaptiveAugment
+
+    x = torch.ones(400, 1, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(AdaptiveAugment("cutout", p=0.0)(x, generator=g), x)  # p = 0: the images as they are
+    cut = AdaptiveAugment("cutout", p=0.5)(x, generator=g)
+    share = float((cut.flatten(1).min(dim=1).values == 0).float().mean())  # images with a cut-out hole
+    assert 0.4 < share < 0.6
+    assert bool((AdaptiveAugment("cutout", p=1.0)(x, generator=g).flatten(1).min(dim=1).values == 0).all())
+    with pytest.raises(SettingError, match="AdaptiveAugment"):
+        AdaptiveAugment(target=1.5)
+    with pytest.raises(SettingError, match="DiffAugment transform"):
+        AdaptiveAugment("colour")
+
+
+def test_adaptive_augment_raises_p_when_d_is_too_sure_of_the_reals_and_lowers_it_otherwise():
+    from medgan_utils import AdaptiveAugment
+
+    ada = AdaptiveAugment(interval=4, ramp_updates=20)
+    for _ in range(8):  # r = 1 > 0.6 twice: p rises by 4/20 each time
+        ada.observe(torch.full((8,), 3.0))
+    assert ada.p == pytest.approx(0.4) and [h[0] for h in ada.history] == [4, 8]
+    for _ in range(3):
+        ada.observe(torch.tensor([1.0, -1.0]))  # r = 0 < 0.6 ... but only every 4th call adjusts
+    assert ada.p == pytest.approx(0.4)
+    ada.observe(torch.tensor([1.0, -1.0]))
+    assert ada.p == pytest.approx(0.2)
+    for _ in range(40):
+        ada.observe(-torch.ones(4))
+    assert ada.p == 0.0  # clipped at 0
+
+
+def test_notebook_step_drives_ada_like_the_package_step(one_thread):
+    """With AdaptiveAugment, the visible step and make_stable_step give the same weights and the same p path."""
+    from medgan_utils import AdaptiveAugment, d_loss_bce, get_losses, train_image_gan
+
+    ns = {"torch": torch, "get_losses": get_losses, "d_loss_bce": d_loss_bce}
+    src = _nb07_cell("def input_gradient(")
+    exec(src[: src.index("\nfor name, opts")], ns)
+    images = torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    augs = [AdaptiveAugment(p=0.5, interval=2, ramp_updates=4) for _ in range(2)]
+    runs = [train_image_gan("non-saturating", images, seed=3, steps=6, base=8, batch_size=8, augment=a,
+                            step_factory=f) for a, f in zip(augs, (ns["make_variant_step"], make_stable_step))]
+    assert augs[0].history == augs[1].history and len(augs[0].history) == 3  # p was adjusted, identically
+    mine, ref = runs[0].G.state_dict(), runs[1].G.state_dict()
+    assert all(torch.equal(mine[k], ref[k]) for k in ref)

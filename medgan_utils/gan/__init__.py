@@ -7,7 +7,7 @@ from .pix2pix import (PairTrainer, adversarial_segmentation_step, dice_bce_loss,
 from .private import PrivateGANResult, epsilon_spent, noise_for_epsilon, train_private_gan
 from .steps import bce_d_loss, bce_g_loss, cgan_step, count_step_flops, dcgan_step, make_step
 from .trainer import METRIC_KEYS, DCGANTrainer, TrainingDiverged
-from .diffaugment import DIFFAUGMENT_POLICY, diff_augment, make_diff_augment
+from .diffaugment import AdaptiveAugment, DIFFAUGMENT_POLICY, diff_augment, make_diff_augment
 from .diffusion import ddpm_sample, ddpm_step
 from .losses import d_loss_wgan
 from .regularisers import (STABILITY_VARIANTS, check_variants, gradient_penalty, make_stable_step, r1_penalty,
@@ -19,6 +19,6 @@ __all__ = [
     "bce_d_loss", "bce_g_loss", "cgan_step", "count_step_flops", "dcgan_step", "make_step", "METRIC_KEYS", "DCGANTrainer", "TrainingDiverged",
     "PairTrainer", "adversarial_segmentation_step", "dice_bce_loss", "pix2pix_step", "segmentation_step",
     "enhancement_step", "PrivateGANResult", "epsilon_spent", "noise_for_epsilon", "train_private_gan",
-    "DIFFAUGMENT_POLICY", "diff_augment", "make_diff_augment", "ddpm_sample", "ddpm_step", "d_loss_wgan",
+    "AdaptiveAugment", "DIFFAUGMENT_POLICY", "diff_augment", "make_diff_augment", "ddpm_sample", "ddpm_step", "d_loss_wgan",
     "STABILITY_VARIANTS", "check_variants", "gradient_penalty", "make_stable_step", "r1_penalty", "variant_options",
 ]

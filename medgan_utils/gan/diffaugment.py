@@ -5,6 +5,10 @@ the D update and in the G update; they are differentiable, so G's gradient passe
 cannot memorise the few real images as they are, and G is not pushed to draw augmented images (which
 augmenting the real images alone would do). Policy ``"color,translation,cutout"`` as in the paper, for
 images in [-1, 1]; colour is brightness and contrast (grey images have no saturation).
+
+:class:`AdaptiveAugment` is the ADA idea (Karras et al. 2020) on the same transforms: each transform reaches each
+image with probability ``p``, and ``p`` follows the overfitting heuristic ``r = E[sign(D(real))]``: up when D is
+too sure of the real images (``r`` above the target 0.6), down otherwise.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import torch.nn.functional as F
 
 from ..core.errors import SettingError
 
-__all__ = ["diff_augment", "DIFFAUGMENT_POLICY", "make_diff_augment"]
+__all__ = ["diff_augment", "DIFFAUGMENT_POLICY", "make_diff_augment", "AdaptiveAugment"]
 
 DIFFAUGMENT_POLICY = "color,translation,cutout"
 
@@ -80,3 +84,42 @@ def make_diff_augment(policy: str = DIFFAUGMENT_POLICY):
 
     augment.policy = policy
     return augment
+
+
+class AdaptiveAugment:
+    """ADA-style augmentation: ``augment(x, generator)`` applies each transform of ``policy`` to each image with
+    probability ``p``; the training step calls :meth:`observe` with D's logits on the real batch.
+
+    Every ``interval`` updates, ``r = mean(sign(D(real)))`` over them is compared with ``target``; ``p`` moves by
+    ``interval / ramp_updates`` towards more augmentation when ``r > target`` and towards less otherwise, so it can
+    cross [0, 1] in ``ramp_updates`` updates. Karras et al. ramp over 500k images; our runs are a few hundred
+    updates, hence a ramp in updates. ``history`` keeps ``(update, r, p)`` at each adjustment.
+    """
+
+    def __init__(self, policy: str = DIFFAUGMENT_POLICY, target: float = 0.6, interval: int = 4,
+                 ramp_updates: int = 100, p: float = 0.0):
+        if not (-1 < float(target) < 1 and int(interval) >= 1 and int(ramp_updates) >= 1 and 0 <= float(p) <= 1):
+            raise SettingError(f"AdaptiveAugment needs -1 < target < 1, interval >= 1, ramp_updates >= 1 and "
+                               f"0 <= p <= 1 (got {target}, {interval}, {ramp_updates}, {p}). Fix: e.g. the defaults.")
+        self.names, self.policy = _parse(policy), policy
+        self.target, self.interval, self.ramp_updates, self.p = float(target), int(interval), int(ramp_updates), float(p)
+        self.updates, self.history, self._signs = 0, [], []
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.p <= 0:
+            return x
+        for name in self.names:
+            chosen = _rand(x, generator, 1, 1, 1) < self.p
+            x = torch.where(chosen, TRANSFORMS[name](x, generator), x)
+        return x.contiguous()
+
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """One update's D logits on the real images; adjusts ``p`` every ``interval`` calls."""
+        self.updates += 1
+        self._signs.append(float(torch.sign(real_logits.detach().float()).mean()))
+        if len(self._signs) >= self.interval:
+            r = sum(self._signs) / len(self._signs)
+            self._signs.clear()
+            step = self.interval / self.ramp_updates
+            self.p = min(1.0, max(0.0, self.p + (step if r > self.target else -step)))
+            self.history.append((self.updates, r, self.p))

@@ -51,7 +51,8 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
     ``gp``: weight λ of the WGAN-GP penalty; ``r1``: γ of R1 (the loss adds ``γ/2 · R1``);
     ``real_target < 1``: one-sided label smoothing (BCE losses only); ``d_steps``: D updates per G update
     (each extra one on fresh noise from ``tr.gen``); ``augment(x, generator)``: applied to every image D sees,
-    real and fake, in both updates. Returns the metrics of :func:`~medgan_utils.gan.steps.make_step`.
+    real and fake, in both updates (an augment with an ``observe`` method, e.g.
+    :class:`~medgan_utils.gan.diffaugment.AdaptiveAugment`, is shown D's logits on the reals after each D update). Returns the metrics of :func:`~medgan_utils.gan.steps.make_step`.
     """
     d_loss_fn, g_loss_fn = get_losses(loss)
     if real_target != 1.0 and d_loss_fn is not d_loss_bce:
@@ -85,6 +86,8 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
         for _ in range(int(d_steps) - 1):
             d_update(tr, real, torch.randn(z.shape, device=z.device, generator=tr.gen))
         fake, real_logits, fake_logits, loss_D = d_update(tr, real, z)
+        if hasattr(aug, "observe"):  # adaptive augmentation (ADA): D's confidence on the reals steers p
+            aug.observe(real_logits)
         tr.D.requires_grad_(False)
         try:
             with tr.autocast():
