@@ -60,7 +60,8 @@ def montage_by_class(ds, per_class: int = 8, title: str | None = None, generator
     return fig
 
 
-def plot_curves(history: dict, keys, ax=None, title: str | None = None, reference: float | None = None, xlabel: str = "step"):
+def plot_curves(history: dict, keys, ax=None, title: str | None = None, reference: float | None = None,
+                xlabel: str = "step"):
     """Plot ``history[k]`` for each key in ``keys`` (lists of numbers); optional horizontal reference line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.2))

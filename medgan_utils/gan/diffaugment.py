@@ -102,7 +102,8 @@ class AdaptiveAugment:
             raise SettingError(f"AdaptiveAugment needs -1 < target < 1, interval >= 1, ramp_updates >= 1 and "
                                f"0 <= p <= 1 (got {target}, {interval}, {ramp_updates}, {p}). Fix: e.g. the defaults.")
         self.names, self.policy = _parse(policy), policy
-        self.target, self.interval, self.ramp_updates, self.p = float(target), int(interval), int(ramp_updates), float(p)
+        self.target, self.interval, self.ramp_updates = float(target), int(interval), int(ramp_updates)
+        self.p = float(p)
         self.updates, self.history, self._signs = 0, [], []
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -189,7 +189,8 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
     start = time.perf_counter()
     # Figures must land in the executed notebook: force the inline backend even if the caller's
     # environment says MPLBACKEND=Agg (common on servers and in CI).
-    with temporary_environ(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1", MPLBACKEND=INLINE_BACKEND), quiet_papermill():
+    notebook_env = temporary_environ(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1", MPLBACKEND=INLINE_BACKEND)
+    with notebook_env, quiet_papermill():
         try:
             pm.execute_notebook(str(path), str(out_nb), parameters=params, cwd=str(path.parent),
                                 kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
