@@ -17,8 +17,8 @@ Every name below is also importable from its subpackage, e.g. ``medgan_utils.gan
 """
 from .core import (autocast, available_devices, CourseError, device_name, get_device, positive_int, resolve_precision,
                    seed_everything, SettingError)
-from .course import (animation_html, arm_training_set, ARMS, cached_conditional_gan, check_arms, class_balance, draw_synthetic,
-                     duplicates_across_splits, environment_report, explore, find_duplicates, format_report, gan_diagram,
+from .course import (animation_html, arm_training_set, ARMS, cached_conditional_gan, check_arms, class_balance,
+                     draw_synthetic, duplicates_across_splits, environment_report, explore, find_duplicates, format_report, gan_diagram,
                      grade_step, image_grid, intensity_histograms, is_fast, jsd_on_grid, kl_on_grid, lesion_fraction,
                      make_discriminator, make_generator, mean_ci, Mixture1D, mode_coverage, montage_by_class,
                      nearest_neighbours, optimal_discriminator, plot_curves, record_results, results_path, ring_centers,
@@ -73,7 +73,8 @@ __all__ = [
     # course
     "Settings", "setup", "is_fast", "record_results", "results_path", "mean_ci", "explore", "student_exercise",
     "show_solution", "grade_step", "toy_gan_step", "ToyGANTrainer",
-    "animation_html", "image_grid", "show_grid", "montage_by_class", "plot_curves", "to_display", "environment_report",
+    "animation_html", "image_grid", "show_grid", "montage_by_class", "plot_curves", "to_display",
+    "environment_report",
     "format_report", "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram",
     "intensity_histograms", "lesion_fraction", "nearest_neighbours", "show_with_masks", "time_matmul",
     "Mixture1D", "jsd_on_grid", "kl_on_grid", "make_discriminator", "make_generator", "mode_coverage",
@@ -114,7 +115,8 @@ __all__ = [
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
     "train_ring_gan", "conv2d_flops", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",
     "d_loss_wgan", "ddpm_sample", "ddpm_step", "DIFFAUGMENT_POLICY", "diff_augment", "gradient_penalty",
-    "AdaptiveAugment", "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule", "NoisePredictor",
+    "AdaptiveAugment", "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule",
+    "NoisePredictor",
     "make_noise_predictor",
     "__version__",
 ]

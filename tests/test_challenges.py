@@ -134,6 +134,16 @@ def _nb07_cell(prefix):
     return notebook_cell("07_challenges", prefix)
 
 
+def _nb07_stabilisers() -> dict:
+    """07's visible penalties and make_variant_step, defined as the notebook defines them."""
+    from medgan_utils import d_loss_bce, get_losses
+
+    ns = {"torch": torch, "get_losses": get_losses, "d_loss_bce": d_loss_bce}
+    src = _nb07_cell("def input_gradient(")
+    exec(src[: src.index("\nfor name, opts")], ns)
+    return ns
+
+
 def test_notebook_ddpm_step_is_bit_identical_to_the_package(one_thread):
     src = _nb07_cell("def ddpm_train_step(")
     assert src.count(".backward()") == 1
@@ -157,9 +167,7 @@ def test_notebook_penalties_are_the_package_penalties(one_thread):
     """07's visible WGAN-GP and R1 cells give the same values and gradients as the package's copies."""
     from medgan_utils.gan import gradient_penalty, r1_penalty
 
-    ns = {"torch": torch}
-    src = _nb07_cell("def input_gradient(")
-    exec(src[: src.index("\nfor name, opts")], ns)
+    ns = _nb07_stabilisers()
     torch.manual_seed(0)
     D = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, 2, 1), torch.nn.LeakyReLU(0.2), torch.nn.Flatten(),
                             torch.nn.Linear(4 * 4 * 4, 1))
@@ -179,11 +187,9 @@ def test_notebook_penalties_are_the_package_penalties(one_thread):
 def test_notebook_step_trains_bit_identically_to_the_package_step(variant, one_thread):
     """07's visible make_variant_step (which trains every run of the notebook) is make_stable_step: the same
     weights after a few updates of the DCGAN, with DiffAugment, and the same samples on the ring."""
-    from medgan_utils import d_loss_bce, get_losses, train_image_gan
+    from medgan_utils import train_image_gan
 
-    ns = {"torch": torch, "get_losses": get_losses, "d_loss_bce": d_loss_bce}
-    src = _nb07_cell("def input_gradient(")
-    exec(src[: src.index("\nfor name, opts")], ns)
+    ns = _nb07_stabilisers()
     images = torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     runs = [train_image_gan(variant, images, seed=3, steps=3, base=8, batch_size=8,
                             augment=make_diff_augment(), step_factory=factory)
@@ -235,11 +241,9 @@ def test_adaptive_augment_raises_p_when_d_is_too_sure_of_the_reals_and_lowers_it
 
 def test_notebook_step_drives_ada_like_the_package_step(one_thread):
     """With AdaptiveAugment, the visible step and make_stable_step give the same weights and the same p path."""
-    from medgan_utils import AdaptiveAugment, d_loss_bce, get_losses, train_image_gan
+    from medgan_utils import AdaptiveAugment, train_image_gan
 
-    ns = {"torch": torch, "get_losses": get_losses, "d_loss_bce": d_loss_bce}
-    src = _nb07_cell("def input_gradient(")
-    exec(src[: src.index("\nfor name, opts")], ns)
+    ns = _nb07_stabilisers()
     images = torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
     augs = [AdaptiveAugment(p=0.5, interval=2, ramp_updates=4) for _ in range(2)]
     runs = [train_image_gan("non-saturating", images, seed=3, steps=6, base=8, batch_size=8, augment=a,

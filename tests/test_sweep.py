@@ -178,16 +178,12 @@ def test_dask_local_cluster_sweep_same_layout(tmp_path, tiny_notebook):
 
     grid = _grid(tmp_path, "grid: {SEED: [0, 1, 2]}\n")
     out = tmp_path / "out"
-    saved = dict(os.environ)  # a LocalCluster's nannies write MALLOC_TRIM_THRESHOLD_ etc. into this process
-    try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            rows = sweep(tiny_notebook, grid, out, executor="dask", scheduler=cluster.scheduler_address,
-                         client=client, echo=lambda *a, **k: None)
-            worker_env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    # The cluster's nannies write MALLOC_TRIM_THRESHOLD_ etc. into this process; conftest.py restores os.environ.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        rows = sweep(tiny_notebook, grid, out, executor="dask", scheduler=cluster.scheduler_address,
+                     client=client, echo=lambda *a, **k: None)
+        worker_env = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert set(worker_env.values()) == {"65536"}  # the nanny's setting is on the workers ...
     kernels = {json.loads((out / r["id"] / "results.json").read_text())["metrics"]["env"]["MALLOC_TRIM_THRESHOLD_"]
                for r in rows}

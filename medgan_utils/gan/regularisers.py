@@ -52,7 +52,8 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
     ``real_target < 1``: one-sided label smoothing (BCE losses only); ``d_steps``: D updates per G update
     (each extra one on fresh noise from ``tr.gen``); ``augment(x, generator)``: applied to every image D sees,
     real and fake, in both updates (an augment with an ``observe`` method, e.g.
-    :class:`~medgan_utils.gan.diffaugment.AdaptiveAugment`, is shown D's logits on the reals after each D update). Returns the metrics of :func:`~medgan_utils.gan.steps.make_step`.
+    :class:`~medgan_utils.gan.diffaugment.AdaptiveAugment`, is shown D's logits on the reals after each D
+    update). Returns the metrics of :func:`~medgan_utils.gan.steps.make_step`.
     """
     d_loss_fn, g_loss_fn = get_losses(loss)
     if real_target != 1.0 and d_loss_fn is not d_loss_bce:

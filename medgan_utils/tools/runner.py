@@ -183,7 +183,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None, fast
 def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) -> dict:
     import papermill as pm
 
-    out_nb, results_file = folder / path.name, folder / "results.json"
+    out_nb, results_file, kernel_log = folder / path.name, folder / "results.json", folder / KERNEL_LOG
     results_file.unlink(missing_ok=True)  # never report a stale result as this run's
     row = {"notebook": path.stem, "output": str(out_nb), "results": str(results_file), "status": "ok", "error": None}
     start = time.perf_counter()
@@ -195,15 +195,15 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
             pm.execute_notebook(str(path), str(out_nb), parameters=params, cwd=str(path.parent),
                                 kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
                                 extra_arguments=KERNEL_QUIET,
-                                kernel_manager_class=kernel_manager_logging_to(folder / KERNEL_LOG))
+                                kernel_manager_class=kernel_manager_logging_to(kernel_log))
         except Exception as err:  # PapermillExecutionError, timeouts, dead kernels
             row["status"] = "FAILED"
             row["error"] = _short_error(err)
-            if (folder / KERNEL_LOG).is_file() and (folder / KERNEL_LOG).stat().st_size:
-                row["error"] += f" (the kernel's own messages are in {folder / KERNEL_LOG})"
+            if kernel_log.is_file() and kernel_log.stat().st_size:
+                row["error"] += f" (the kernel's own messages are in {kernel_log})"
     with contextlib.suppress(OSError):
-        if (folder / KERNEL_LOG).stat().st_size == 0:
-            (folder / KERNEL_LOG).unlink()  # an empty log says nothing
+        if kernel_log.stat().st_size == 0:
+            kernel_log.unlink()  # an empty log says nothing
     row["seconds"] = round(time.perf_counter() - start, 1)
     with contextlib.suppress(Exception):
         meta = json.loads(out_nb.read_text())["metadata"].get("papermill", {})

@@ -303,8 +303,7 @@ def dask_only_environ() -> list[str]:
     import dask
 
     preset = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
-    return [k for k, v in preset.items() if k not in THREAD_VARS and k.startswith("MALLOC_")
-            and os.environ.get(k) == str(v)]
+    return [k for k, v in preset.items() if k.startswith("MALLOC_") and os.environ.get(k) == str(v)]
 
 
 def run_dask(tasks: list[dict], scheduler: str, client=None) -> list[dict]:
