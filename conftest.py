@@ -17,6 +17,9 @@ import pytest
 os.environ.setdefault("MEDGAN_FAST", "1")
 os.environ["MEDGAN_HEADLESS"] = "1"
 os.environ.setdefault("MEDGAN_RESULTS_DIR", tempfile.mkdtemp(prefix="medgan-test-results-"))
+# nbval's kernels write each notebook's results.json into a folder of its own, checked at the end of the session
+# against the evidence standard (course.evidence_keys): every CI run checks what the real notebooks write.
+NOTEBOOK_RESULTS = Path(tempfile.mkdtemp(prefix="medgan-nbval-results-"))
 # A fresh cache (feature nets, stored precision checks): the tests never depend on what this machine stored.
 os.environ.setdefault("MEDGAN_CACHE_DIR", tempfile.mkdtemp(prefix="medgan-test-cache-"))
 
@@ -37,6 +40,34 @@ def _environment_restored():
         os.environ.update(saved)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before nbval starts a notebook's kernel (at its first cell), point its results.json to its own folder."""
+    path = Path(str(item.fspath))
+    if path.suffix == ".ipynb":
+        os.environ["MEDGAN_RESULTS_DIR"] = str(NOTEBOOK_RESULTS / path.stem)
+
+
+def _evidence_failures() -> dict:
+    """{notebook: [problems]} for the notebooks nbval ran that must meet the evidence standard."""
+    import json
+
+    from medgan_utils.course.evidence_keys import EVIDENCE_NOTEBOOKS, evidence_problems
+
+    out = {}
+    for name in EVIDENCE_NOTEBOOKS:
+        if name not in _nb_seconds:
+            continue
+        path = NOTEBOOK_RESULTS / name / "results.json"
+        try:
+            problems = evidence_problems(name, json.loads(path.read_text()))
+        except (OSError, ValueError) as err:
+            problems = [f"no readable results.json ({type(err).__name__}: {err})"]
+        if problems:
+            out[name] = problems
+    return out
+
+
 def pytest_runtest_logreport(report):
     path = str(getattr(report, "fspath", "") or report.nodeid.split("::")[0])
     if path.endswith(".ipynb") and report.when == "call":
@@ -53,7 +84,7 @@ def _over_budget() -> list:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _over_budget() and exitstatus == 0:
+    if (_over_budget() or _evidence_failures()) and exitstatus == 0:
         session.exitstatus = 1
 
 
@@ -69,3 +100,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{name:<28} {secs:7.1f} s   (fast-mode budget {budget:.0f} s){flag}")
     if over:
         tr.write_line(f"FAILED: fast-mode budget exceeded by {', '.join(over)}", red=True)
+    for name, problems in _evidence_failures().items():
+        tr.write_line(f"FAILED: {name}'s results.json misses the evidence standard: {'; '.join(problems)}", red=True)

@@ -62,6 +62,12 @@ from .gan import (AdaptiveAugment, check_variants, d_loss_wgan, ddpm_sample, ddp
                   DIFFAUGMENT_POLICY, gradient_penalty, make_diff_augment, make_stable_step, r1_penalty,
                   STABILITY_VARIANTS, variant_options)
 from .nets import DDPMSchedule, make_noise_predictor, NoisePredictor
+# the evidence standard (notebooks 04-08): intervals over seeds and test images, operating points, selection, splits
+from .course import CourseSplits, leak_free_splits, lookup_baseline, plot_reliability, SPLIT_MODES
+from .data import grouped_split
+from .evaluation import (bootstrap_contrast, calibration, claim, diagnosis_bootstrap, disease_class, DISEASE_CLASSES,
+                         EvidenceTable, fast_auc, fix_threshold, holm, near_copy_clusters, positive_scores,
+                         seed_contrast, SelectionLog, SelectionOnTestError, sensitivity_specificity, wilson_interval)
 
 __version__ = "0.2.0"
 
@@ -118,5 +124,11 @@ __all__ = [
     "AdaptiveAugment", "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule",
     "NoisePredictor",
     "make_noise_predictor",
+    # the evidence standard
+    "CourseSplits", "leak_free_splits", "lookup_baseline", "plot_reliability", "SPLIT_MODES", "grouped_split",
+    "bootstrap_contrast", "calibration", "claim", "diagnosis_bootstrap", "disease_class", "DISEASE_CLASSES",
+    "EvidenceTable", "fast_auc", "fix_threshold", "holm", "near_copy_clusters", "positive_scores", "seed_contrast",
+    "SelectionLog",
+    "SelectionOnTestError", "sensitivity_specificity", "wilson_interval",
     "__version__",
 ]

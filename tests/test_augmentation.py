@@ -196,7 +196,7 @@ def _runs(deltas, base=0.8):
     for seed, d in enumerate(deltas):
         for arm, auc in (("real", base + 0.01 * seed), ("gan", base + 0.01 * seed + d)):
             out.append({"dataset": "x", "fraction": 0.1, "arm": arm, "ratio": 0.0 if arm == "real" else 1.0,
-                        "seed": seed, "auc": auc, "acc": 0.5, "minority_sensitivity": 0.5})
+                        "seed": seed, "auc": auc, "acc": 0.5})
     return out
 
 
@@ -232,18 +232,19 @@ def test_metrics_match_medmnists_evaluator_on_real_breastmnist():
     rng = np.random.default_rng(0)
     p1 = np.clip(labels * 0.3 + rng.random(len(labels)) * 0.7, 0, 1)
     scores = np.stack([1 - p1, p1], 1)
-    ours = diagnosis_metrics(torch.from_numpy(labels), scores, "binary-class", minority=0)
+    ours = diagnosis_metrics(torch.from_numpy(labels), scores, "binary-class", positive=0)
     official = official_test_metrics("breastmnist", scores, 28, path.parent)
     assert ours["auc"] == official["auc"] and ours["acc"] == official["acc"]
     malignant = labels == 0
-    assert ours["minority_sensitivity"] == pytest.approx(float((p1[malignant] <= 0.5).mean()))
+    assert ours["sensitivity_at_half"] == pytest.approx(float((p1[malignant] <= 0.5).mean()))
 
 
-def test_multiclass_minority_sensitivity_and_task():
+def test_multiclass_sensitivity_at_the_argmax_and_task():
     labels = torch.tensor([0, 0, 0, 1, 1, 2])
     scores = np.eye(3)[[0, 0, 1, 1, 1, 2]] * 0.8 + 0.2 / 3
-    m = diagnosis_metrics(labels, scores, "multi-class", minority=minority_class(labels, 3))
-    assert minority_class(labels, 3) == 2 and m["minority_sensitivity"] == 1.0 and m["acc"] == pytest.approx(5 / 6)
+    m = diagnosis_metrics(labels, scores, "multi-class", positive=minority_class(labels, 3))
+    assert minority_class(labels, 3) == 2 and m["sensitivity_at_half"] == 1.0 and m["acc"] == pytest.approx(5 / 6)
+    assert diagnosis_metrics(labels, scores, "multi-class", positive=0)["sensitivity_at_half"] == pytest.approx(2 / 3)
     assert task_of(2) == "binary-class" and task_of(5) == "multi-class"
     with pytest.raises(SettingError, match="one class per image"):
         task_of(14, "multi-label, binary-class")
@@ -320,7 +321,10 @@ def test_notebook_04_runs_fast_on_an_rgb_five_class_stand_in(tmp_path):
     m = rec["metrics"]
     assert m["task"] == "multi-class" and m["image_size"] == 28
     assert {r["arm"] for r in m["runs"]} == {"real", "classical", "gan", "gan+classical", "count_matched"}
-    assert all(0 <= r["auc"] <= 1 and 0 <= r["minority_sensitivity"] <= 1 for r in m["runs"])
+    assert all(0 <= r["auc"] <= 1 and 0 <= r["sensitivity"] <= 1 and 0 <= r["specificity"] <= 1 for r in m["runs"])
+    from medgan_utils.course.evidence_keys import evidence_problems
+    assert evidence_problems("04_augmentation", rec) == []            # an own data set meets the standard too
+    assert m["split"]["mode"] == "published" and "POSITIVE_CLASS" in m["disease_class"]["how"]
     cm = next(r for r in m["runs"] if r["arm"] == "count_matched")
     gan = next(r for r in m["runs"] if r["arm"] == "gan")
     assert cm["n_train"] == gan["n_train"] > cm["n_real"]

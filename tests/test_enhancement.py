@@ -239,4 +239,8 @@ def test_notebook_06_runs_fast_on_own_xray_and_ultrasound_data(tmp_path):
     assert {"degraded", "nlm", "tv", "bicubic", "unet_l1", "pix2pix"} <= arms
     assert {r["task"] for r in m["runs"]} == {"denoise", "superres", "despeckle"}
     assert all(0 <= r["hallucinated"] <= 1 and r["psnr"] <= PSNR_CAP_DB for r in m["runs"])
-    assert len({r["seed"] for r in m["runs"]}) == 2 and m["comparisons"]
+    assert len({r["seed"] for r in m["runs"]}) == 2 and m["exploratory"]
+    from medgan_utils.course.evidence_keys import evidence_problems
+    rec = json.loads(Path(row["results"]).read_text())
+    assert evidence_problems("06_enhancement", rec) == []
+    assert m["split"]["us"]["grouped"] and m["operating_point"]["threshold_from"] == "validation"

@@ -12,9 +12,11 @@ from .challenges import (LAB_NAMES, check_labs, diversity_ratio, failure_signatu
 from .envinfo import environment_report, format_report
 from .exercises import show_solution, student_exercise
 from .graders import ToyGANTrainer, grade_step, toy_gan_step
-from .plotting import animation_html, image_grid, montage_by_class, plot_curves, show_grid, to_display
+from .plotting import (animation_html, image_grid, montage_by_class, plot_curves, plot_reliability, show_grid,
+                       to_display)
 from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
+from .splits import SPLIT_MODES, CourseSplits, leak_free_splits, lookup_baseline
 from .tampering import (BLEND_MODES, TAMPER_KINDS, dilate, inject_lesions, paste, place_lesion, region_recall,
                         remove_lesions, residual_features)
 from .tour import (class_balance, duplicates_across_splits, find_duplicates, gan_diagram, intensity_histograms,
@@ -26,7 +28,8 @@ from .widgets import explore, frontend_available
 __all__ = [
     "environment_report", "format_report", "student_exercise", "show_solution",
     "grade_step", "toy_gan_step", "ToyGANTrainer",
-    "animation_html", "image_grid", "montage_by_class", "plot_curves", "show_grid", "to_display",
+    "animation_html", "image_grid", "montage_by_class", "plot_curves", "plot_reliability", "show_grid", "to_display",
+    "SPLIT_MODES", "CourseSplits", "leak_free_splits", "lookup_baseline",
     "mean_ci", "record_results", "results_path", "Settings", "is_fast", "setup",
     "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram", "intensity_histograms",
     "intensity_stats", "lesion_fraction", "nearest_neighbours", "show_with_masks", "time_matmul",

@@ -9,7 +9,8 @@ from torchvision.utils import make_grid
 
 from ..data.imageset import to_display
 
-__all__ = ["to_display", "image_grid", "show_grid", "montage_by_class", "plot_curves", "animation_html"]
+__all__ = ["to_display", "image_grid", "show_grid", "montage_by_class", "plot_curves", "animation_html",
+           "plot_reliability"]
 
 #: matplotlib's player draws its buttons with Font Awesome from a CDN: offline (a workshop, the course website)
 #: they are blank. These characters are in every common font.
@@ -85,3 +86,18 @@ def animation_html(anim, default_mode: str | None = None) -> str:
     for icon, glyph in PLAYER_GLYPHS.items():
         html = html.replace(f'<i class="fa {icon}"></i>', glyph)
     return html
+
+
+def plot_reliability(ax, calib: dict, label: str, **style):
+    """Draw a reliability diagram from :func:`~medgan_utils.evaluation.operating_point.calibration`: the
+    observed frequency of the disease against the mean predicted probability, per bin (dot area ∝ images)."""
+    bins = calib["bins"]
+    x, y = [b["confidence"] for b in bins], [b["frequency"] for b in bins]
+    line = ax.plot(x, y, "-", label=f"{label} (ECE {calib['ece']:.3f})", **style)[0]
+    ax.scatter(x, y, s=[8 + 2 * b["n"] ** 0.8 for b in bins], color=line.get_color(), alpha=0.7)
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability of the disease")
+    ax.set_ylabel("observed frequency of the disease")
+    return ax

@@ -7,7 +7,8 @@ from .load import (BUSI_LABELS, PHANTOM_LABELS, PhantomFallbackWarning, dataset_
                    load_splits, reset_datasets_used)
 from .phantom import make_phantom
 from .sampling import (SealedSplit, SealedSplitReopened, classical_augment, count_matched_indices,
-                       drop_leaked_duplicates, image_hashes, stratified_fraction, synthetic_class_counts)
+                       drop_leaked_duplicates, grouped_split, image_hashes, stratified_fraction,
+                       synthetic_class_counts)
 from .registry import (COURSE_DATASETS, COURSE_FILES, PHANTOM, SPLITS, CorruptDataError, DataError,
                        DataUnavailableError, FileSpec, UnknownDatasetError, UnsupportedSizeError, available_datasets,
                        check_size, dataset_kind, file_spec, supported_sizes)
@@ -27,7 +28,7 @@ __all__ = [
     "USER_SPLIT_FRACTIONS", "USER_SPLIT_SEED", "UserDataError", "check_user_size", "dataset_kind_or_user",
     "is_user_path", "read_user_dataset", "resolve_user_path", "user_dataset_info",
     "SealedSplit", "SealedSplitReopened", "classical_augment", "count_matched_indices", "drop_leaked_duplicates",
-    "image_hashes", "stratified_fraction", "synthetic_class_counts",
+    "image_hashes", "stratified_fraction", "synthetic_class_counts", "grouped_split",
     "DEFORM_KINDS", "deform_masks", "lesion_stats",
     "SEG_FOLDER_LAYOUT", "SEG_NPZ_LAYOUT", "GreyMaskWarning", "binarise_mask", "is_segmentation_data",
     "read_user_masks", "user_masks_info",

@@ -13,7 +13,7 @@ import torch
 from ..core.errors import SettingError
 
 __all__ = ["stratified_fraction", "synthetic_class_counts", "count_matched_indices", "image_hashes",
-           "drop_leaked_duplicates", "classical_augment", "SealedSplit", "SealedSplitReopened"]
+           "drop_leaked_duplicates", "classical_augment", "grouped_split", "SealedSplit", "SealedSplitReopened"]
 
 
 def _counts(labels: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
@@ -139,6 +139,54 @@ def classical_augment(x: torch.Tensor, generator: torch.Generator, max_degrees: 
     return (out * contrast + bright).clamp(-1, 1)
 
 
+def _split_targets(labels: torch.Tensor, sizes: dict) -> dict:
+    """Per split, per class: how many images of each class the split should get (largest remainder)."""
+    counts = _counts(labels).double()
+    share = counts / counts.sum()
+    targets = {}
+    for split, n in sizes.items():
+        want = share * int(n)
+        base = torch.floor(want)
+        order = torch.argsort(want - base, descending=True)
+        t = base.long()
+        t[order[: int(n) - int(base.sum())]] += 1
+        targets[split] = t
+    return targets
+
+
+def grouped_split(labels, groups, sizes: dict, seed: int = 0) -> dict:
+    """Split the images into ``sizes`` (e.g. ``{"train": 452, "val": 64, "test": 131}``) so that every group
+    (a cluster of near copies) lies in **one** split, stratified by class.
+
+    Groups are taken largest first (shuffled by ``seed`` within a size) and each goes to the split whose quota
+    for the group's main class is least filled, among the splits with room for it. The class mix of every split
+    then matches the whole within about one group's size. Returns ``{split: sorted index tensor}``.
+    """
+    labels = torch.as_tensor(labels).cpu().long().view(-1)
+    groups = torch.as_tensor(groups).cpu().long().view(-1)
+    if len(groups) != len(labels):
+        raise SettingError(f"groups ({len(groups)}) and labels ({len(labels)}) differ in length.")
+    if sum(int(v) for v in sizes.values()) != len(labels) or any(int(v) < 0 for v in sizes.values()):
+        raise SettingError(f"The split sizes {sizes} must be ≥ 0 and add up to the {len(labels)} images.")
+    targets = _split_targets(labels, sizes)
+    gen = torch.Generator().manual_seed(int(seed))
+    ids = torch.unique(groups)
+    ids = ids[torch.randperm(len(ids), generator=gen)]
+    members = {int(g): torch.nonzero(groups == g).view(-1) for g in ids}
+    order = sorted(members, key=lambda g: -len(members[g]))  # stable: the shuffle breaks ties
+    filled = {s: torch.zeros_like(t) for s, t in targets.items()}
+    out = {s: [] for s in sizes}
+    for g in order:
+        idx = members[g]
+        main = int(torch.bincount(labels[idx]).argmax())
+        room = [s for s in sizes if int(sizes[s]) - sum(len(i) for i in out[s]) >= len(idx)] or list(sizes)
+        pick = min(room, key=lambda s: (float(filled[s][main]) / int(targets[s][main]) if int(targets[s][main])
+                                        else math.inf, -(int(sizes[s]) - sum(len(i) for i in out[s]))))
+        out[pick].append(idx)
+        filled[pick] += torch.bincount(labels[idx], minlength=len(filled[pick]))
+    return {s: torch.sort(torch.cat(v)).values if v else torch.zeros(0, dtype=torch.long) for s, v in out.items()}
+
+
 class SealedSplitReopened(SettingError):
     """The test split was opened a second time."""
 
@@ -150,6 +198,15 @@ class SealedSplit:
     def __init__(self, load, name: str = "test"):
         self._load, self.name = load, name
         self.opened_for: str | None = None
+        self.times_opened = 0  # results.json records it: 1 in a clean run
+
+    def map(self, transform) -> "SealedSplit":
+        """A new sealed split that applies ``transform`` to the data when opened (e.g. resizing); this one
+        must still be closed."""
+        if self.opened_for is not None:
+            raise SealedSplitReopened(f"The {self.name} split is already open. Fix: map it before opening it.")
+        load = self._load
+        return SealedSplit(lambda: transform(load()), self.name)
 
     def hashes(self) -> list[str]:
         """Image hashes only (no labels): enough to find leaks, useless for model selection."""
@@ -165,4 +222,5 @@ class SealedSplit:
                 f"The {self.name} split was already opened for {self.opened_for!r}. It is opened once, for the final "
                 "table; select models on the validation split. Fix: rerun the notebook from the top.")
         self.opened_for = str(purpose)
+        self.times_opened += 1
         return self._load()

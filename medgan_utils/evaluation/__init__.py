@@ -20,6 +20,11 @@ from .privacy import discriminator_scores, membership_auc, membership_inference
 from .segmentation import binarise, dice, dice_scores, hd95, iou, segmentation_metrics
 from .cost import conv2d_flops, format_cost_table, training_cost
 from .statistics import conclusions, interval, mean_ci, paired_bootstrap, paired_difference, summarise_runs, verdict
+from .evidence import (BOOTSTRAP_METHOD, EvidenceTable, SelectionLog, SelectionOnTestError, bootstrap_contrast, claim,
+                       fast_auc, holm, seed_contrast, wilson_interval)
+from .operating_point import (DISEASE_CLASSES, calibration, diagnosis_bootstrap, disease_class, fix_threshold,
+                              positive_scores, sensitivity_specificity)
+from .neighbours import near_copy_clusters
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_stats", "kid", "knn_radii", "precision_recall",
@@ -35,4 +40,7 @@ __all__ = [
     "pgd", "train_adversarial", "discriminator_scores", "membership_auc", "membership_inference",
     "paired_bootstrap", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim",
     "conv2d_flops", "format_cost_table", "training_cost",
+    "BOOTSTRAP_METHOD", "EvidenceTable", "SelectionLog", "SelectionOnTestError", "bootstrap_contrast", "claim",
+    "fast_auc", "holm", "seed_contrast", "wilson_interval", "DISEASE_CLASSES", "calibration", "diagnosis_bootstrap", "disease_class",
+    "fix_threshold", "positive_scores", "sensitivity_specificity", "near_copy_clusters",
 ]

@@ -115,10 +115,10 @@ def attack_images(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, at
 
 
 def attack_metrics(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, attack: str, eps: float, *,
-                   task: str, minority: int, **options) -> tuple[dict, torch.Tensor]:
-    """``(metrics, attacked)``: AUC / ACC / minority sensitivity on the attacked images, and the images."""
+                   task: str, positive: int, **options) -> tuple[dict, torch.Tensor]:
+    """``(metrics, attacked)``: AUC / ACC / disease sensitivity at p = 0.5 on the attacked images, and the images."""
     adv = attack_images(net, images, labels, attack, eps, **options)
-    return diagnosis_metrics(labels, predict_proba(net, adv), task, minority), adv
+    return diagnosis_metrics(labels, predict_proba(net, adv), task, positive), adv
 
 
 def train_adversarial(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor,
@@ -150,7 +150,7 @@ def train_adversarial(net: nn.Module, images: torch.Tensor, labels: torch.Tensor
             opt.step()
             sched.step()
             if step % eval_every == 0 or step == steps:
-                m, _ = attack_metrics(net, val_images, val_labels, "pgd", eps, task=task, minority=minority,
+                m, _ = attack_metrics(net, val_images, val_labels, "pgd", eps, task=task, positive=minority,
                                       steps=pgd_steps, seed=int(seed))
                 if m["auc"] > best["val_auc"]:
                     best = {"val_auc": m["auc"], "best_step": step, "state": copy.deepcopy(net.state_dict())}

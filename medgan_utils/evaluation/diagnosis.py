@@ -1,12 +1,13 @@
-"""Diagnosis classifiers: the training recipe, and AUC / ACC / minority sensitivity the way MedMNIST scores them.
+"""Diagnosis classifiers: the training recipe, and AUC / ACC the way MedMNIST scores them.
 
 * :func:`train_classifier`: Adam (lr 10⁻³), the learning rate cut ×0.1 at 50 % and 75 % of training (MedMNIST
   v2's schedule), a fixed number of **updates** (so arms with more images do not also get more updates), the
   weights of the update with the best **validation** AUC kept. An optional ``augment`` function transforms each
   batch (classical augmentation). The test split is never seen here.
 * :func:`diagnosis_metrics`: AUC and ACC with ``medmnist.evaluator.getAUC`` / ``getACC`` (the functions
-  ``medmnist.Evaluator`` calls), and the sensitivity (recall) of the minority class under the same decision rule
-  as ACC. :func:`official_test_metrics` runs ``medmnist.Evaluator`` itself on a published split.
+  ``medmnist.Evaluator`` calls), and the disease-class sensitivity under ACC's own rule (p = 0.5 for a binary
+  task): kept to *show* why that cut misleads; the course's sensitivity and specificity are read at a threshold
+  fixed on validation (:mod:`~medgan_utils.evaluation.operating_point`). :func:`official_test_metrics` runs ``medmnist.Evaluator`` itself on a published split.
 """
 from __future__ import annotations
 
@@ -58,8 +59,9 @@ def predict_proba(net: nn.Module, images: torch.Tensor, batch_size: int = 512, p
     return torch.cat(out).double().numpy()
 
 
-def diagnosis_metrics(labels, scores: np.ndarray, task: str, minority: int) -> dict:
-    """``auc`` and ``acc`` as MedMNIST's Evaluator computes them, and ``minority_sensitivity``."""
+def diagnosis_metrics(labels, scores: np.ndarray, task: str, positive: int) -> dict:
+    """``auc`` and ``acc`` as MedMNIST's Evaluator computes them, and ``sensitivity_at_half``: the share of class
+    ``positive`` (the disease) called ``positive`` under ACC's rule (class 1 when p(1) > 0.5; argmax otherwise)."""
     from medmnist.evaluator import getACC, getAUC
 
     y = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
@@ -68,9 +70,9 @@ def diagnosis_metrics(labels, scores: np.ndarray, task: str, minority: int) -> d
         pred = (scores[:, -1] > 0.5).astype(int)
     else:
         pred = scores.argmax(axis=1)
-    positives = y == minority
-    sens = float((pred[positives] == minority).mean()) if positives.any() else float("nan")
-    return {"auc": auc, "acc": acc, "minority_sensitivity": sens}
+    positives = y == positive
+    sens = float((pred[positives] == positive).mean()) if positives.any() else float("nan")
+    return {"auc": auc, "acc": acc, "sensitivity_at_half": sens}
 
 
 def official_test_metrics(flag: str, scores: np.ndarray, size: int, root, split: str = "test") -> dict:

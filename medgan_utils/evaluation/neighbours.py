@@ -6,13 +6,14 @@ duplicate search of notebook 01 and the near-duplicate check across splits
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 _CHUNK_ELEMENTS = 1 << 24  # entries of one distance block (64 MB in float32)
 
 __all__ = ["nearest_neighbours", "kth_neighbour_distance", "inside_any_ball", "near_duplicate_pairs",
-           "standardised_thumbnails", "NEAR_DUPLICATE_MAX", "NEAR_DUPLICATE_RELATIVE"]
+           "near_copy_clusters", "standardised_thumbnails", "NEAR_DUPLICATE_MAX", "NEAR_DUPLICATE_RELATIVE"]
 
 NEAR_DUPLICATE_MAX = 0.25      # RMS distance of standardised thumbnails: Pearson r >= 1 - 0.25²/2 ≈ 0.97
 NEAR_DUPLICATE_RELATIVE = 0.5  # ... and at most half the typical distance between distinct reference images
@@ -135,3 +136,61 @@ def near_duplicate_pairs(query_images: torch.Tensor, reference_images: torch.Ten
     flagged = torch.nonzero(dist < float(threshold)).flatten().tolist()
     pairs = [{"query_index": i, "reference_index": int(idx[i]), "distance": float(dist[i])} for i in flagged]
     return sorted(pairs, key=lambda p: p["distance"]), float(threshold)
+
+
+def _union_find_labels(n: int, pairs) -> np.ndarray:
+    parent = np.arange(n)
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        ra, rb = root(int(a)), root(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = np.array([root(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def near_copy_clusters(images: torch.Tensor, size: int = 16, threshold: float | None = None,
+                       device=None) -> dict:
+    """Group a pool of images into clusters of near copies (the same lesion, frame or re-encoded file).
+
+    Two passes: an exact-hash pass (8-bit quantised pixels) joins identical images, and the thumbnail rule of
+    :func:`near_duplicate_pairs` joins every pair whose standardised-thumbnail RMS distance is below
+    ``threshold`` (default ``min(0.25, 0.5 × median nearest-neighbour distance in the pool)``). Clusters are the
+    connected components, so a chain of near copies is one cluster. Returns ``{"cluster": (N,) int array,
+    "pairs": [(i, j, distance), ...] with i < j, "threshold": float, "n_clusters": int}``.
+    """
+    from ..data.sampling import image_hashes
+
+    rows = standardised_thumbnails(images, size)
+    n = len(rows)
+    scale = rows.shape[1] ** 0.5 if n else 1.0
+    if threshold is None:
+        threshold = NEAR_DUPLICATE_MAX
+        if n > 1:
+            within = nearest_neighbours(rows, rows, device=device, exclude_self=True)[0] / scale
+            threshold = min(threshold, NEAR_DUPLICATE_RELATIVE * float(within.median()))
+    pairs = []
+    dev = torch.device(device) if device is not None else rows.device
+    r = rows.to(dev)
+    step = _rows_per_chunk(n)
+    for i in range(0, n, step):
+        d = torch.cdist(r[i:i + step], r) / scale
+        a, b = torch.nonzero(d < float(threshold), as_tuple=True)
+        a = a.cpu() + i
+        keep = a < b.cpu()
+        pairs += [(int(x), int(y), float(d[x - i, y])) for x, y in zip(a[keep].tolist(), b.cpu()[keep].tolist())]
+    first_seen: dict[str, int] = {}
+    for i, h in enumerate(image_hashes(images) if n else []):
+        if h in first_seen:
+            pairs.append((first_seen[h], i, 0.0))
+        else:
+            first_seen[h] = i
+    cluster = _union_find_labels(n, [(a, b) for a, b, _ in pairs]) if n else np.zeros(0, dtype=int)
+    return {"cluster": cluster, "pairs": sorted(set(pairs)), "threshold": float(threshold),
+            "n_clusters": int(cluster.max()) + 1 if n else 0}

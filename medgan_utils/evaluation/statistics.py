@@ -53,9 +53,10 @@ def paired_difference(treated: dict, baseline: dict, confidence: float = 0.95) -
 
 
 def verdict(diff: dict, higher_is_better: bool = True) -> str:
-    """``"improvement"``, ``"harm"`` or :data:`NO_DIFFERENCE`, from the interval of a difference alone."""
+    """``"improvement"``, ``"harm"`` or :data:`NO_DIFFERENCE`, from the interval of a difference alone; a
+    zero-width interval (three identical seeds, say) supports no claim."""
     lo, hi = diff.get("ci_low"), diff.get("ci_high")
-    if lo is None or hi is None or (lo <= 0 <= hi):
+    if lo is None or hi is None or (lo <= 0 <= hi) or not hi > lo:
         return NO_DIFFERENCE
     better = lo > 0 if higher_is_better else hi < 0
     return "improvement" if better else "harm"
@@ -82,10 +83,14 @@ def paired_bootstrap(metric, arm_scores: list, base_scores, n_items: int, n_boot
             "ci_high": float(np.quantile(reps, 1 - alpha)), "n_boot": int(n_boot)}
 
 
-def summarise_runs(runs: list[dict], metrics=("auc", "acc", "minority_sensitivity"), baseline_arm: str = "real",
-                   group=("dataset", "fraction", "arm", "ratio")) -> list[dict]:
-    """One row per ``group`` with mean / ci_low / ci_high of each metric, and for every arm the paired
-    ``delta_<metric>`` against ``baseline_arm`` of the same dataset and fraction (paired by ``seed``)."""
+def summarise_runs(runs: list[dict], metrics=("auc", "acc"), baseline_arm: str = "real",
+                   group=("dataset", "fraction", "arm", "ratio"), bounds: dict | None = None) -> list[dict]:
+    """One row per ``group`` with mean / ci_low / ci_high of each metric over seeds, and for every arm the paired
+    ``delta_<metric>`` against ``baseline_arm`` of the same dataset and fraction (paired by ``seed``).
+
+    These are seed intervals only (Student t): the spread of retraining. Intervals that also cover the test
+    images come from :func:`~medgan_utils.evaluation.evidence.bootstrap_contrast`. ``bounds`` maps a metric to
+    its range, e.g. ``{"precision": (0, 1)}``: its intervals are clipped to it (a difference to ±the width)."""
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for r in runs:
         cells[tuple(r[k] for k in group)].append(r)
@@ -94,16 +99,25 @@ def summarise_runs(runs: list[dict], metrics=("auc", "acc", "minority_sensitivit
         row = dict(zip(group, key))
         row["n_seeds"] = len({r["seed"] for r in members})
         for m in metrics:
-            iv = interval([r[m] for r in members])
+            iv = _clipped(interval([r[m] for r in members]), (bounds or {}).get(m))
             row.update({m: iv["mean"], f"{m}_ci_low": iv["ci_low"], f"{m}_ci_high": iv["ci_high"]})
         base = [r for r in runs if r["arm"] == baseline_arm and all(r[k] == row[k] for k in group[:2])]
         if base and row["arm"] != baseline_arm:
             for m in metrics:
-                d = paired_difference({r["seed"]: r[m] for r in members}, {r["seed"]: r[m] for r in base})
+                b = (bounds or {}).get(m)
+                d = _clipped(paired_difference({r["seed"]: r[m] for r in members}, {r["seed"]: r[m] for r in base}),
+                             None if b is None else (b[0] - b[1], b[1] - b[0]))
                 row.update({f"delta_{m}": d["mean"], f"delta_{m}_ci_low": d["ci_low"],
                             f"delta_{m}_ci_high": d["ci_high"]})
         rows.append(row)
     return rows
+
+
+def _clipped(iv: dict, bounds) -> dict:
+    if bounds is None or iv["ci_low"] is None:
+        return iv
+    lo, hi = float(bounds[0]), float(bounds[1])
+    return {**iv, "ci_low": min(max(iv["ci_low"], lo), hi), "ci_high": min(max(iv["ci_high"], lo), hi)}
 
 
 def _fmt_ci(mean, lo, hi) -> str:

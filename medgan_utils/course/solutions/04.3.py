@@ -1,7 +1,7 @@
 fraction, seed = min(fractions), seeds[0]
 idx, gan = gans[fraction, seed]
 real = train.select(idx)
-val_minority = (val.labels.numpy() == minority)
+val_disease = (val.labels.numpy() == positive)
 for balanced in (True, False):
     counts = synthetic_counts_for(real.labels, float(DEFAULT_RATIO), n_classes, balanced)
     synth = draw_synthetic(gan, counts, seed=seed)
@@ -10,6 +10,7 @@ for balanced in (True, False):
     net, info = train_classifier(net, images, labels, val.images, val.labels, steps=clf_steps, task=task,
                                  batch_size=BATCH_SIZE, lr=LR_CLF, seed=seed, precision=clf_precision,
                                  device=cfg.device)
-    m = diagnosis_metrics(val.labels, predict_proba(net, val.images), task, minority)
+    m = diagnosis_metrics(val.labels, predict_proba(net, val.images), task, positive)
     print(f"balanced={balanced!s:<5}: synthetic per class {counts}; validation AUC {m['auc']:.3f}, "
-          f"minority sensitivity {m['minority_sensitivity']:.2f} ({int(val_minority.sum())} minority images)")
+          f"{disease['name']} sensitivity at p = 0.5 {m['sensitivity_at_half']:.2f} "
+          f"({int(val_disease.sum())} {disease['label']} images)")
