@@ -63,7 +63,8 @@ from .gan import (AdaptiveAugment, check_variants, d_loss_wgan, ddpm_sample, ddp
                   STABILITY_VARIANTS, variant_options)
 from .nets import DDPMSchedule, make_noise_predictor, NoisePredictor
 # the evidence standard (notebooks 04-08): intervals over seeds and test images, operating points, selection, splits
-from .course import CourseSplits, leak_free_splits, lookup_baseline, plot_reliability, SPLIT_MODES
+from .course import (CourseSplits, fast_budget, leak_free_splits, lookup_baseline, plot_reliability, SPLIT_MODES,
+                     trainer_fast_budget)
 from .data import grouped_split
 from .evaluation import (bootstrap_contrast, calibration, claim, diagnosis_bootstrap, disease_class, DISEASE_CLASSES,
                          EvidenceTable, fast_auc, fix_threshold, holm, near_copy_clusters, positive_scores,
@@ -126,6 +127,7 @@ __all__ = [
     "make_noise_predictor",
     # the evidence standard
     "CourseSplits", "leak_free_splits", "lookup_baseline", "plot_reliability", "SPLIT_MODES", "grouped_split",
+    "fast_budget", "trainer_fast_budget",
     "bootstrap_contrast", "calibration", "claim", "diagnosis_bootstrap", "disease_class", "DISEASE_CLASSES",
     "EvidenceTable", "fast_auc", "fix_threshold", "holm", "near_copy_clusters", "positive_scores", "seed_contrast",
     "SelectionLog",

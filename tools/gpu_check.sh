@@ -1,39 +1,16 @@
 #!/usr/bin/env bash
-# The one-call GPU check: run it whenever a GPU is available, then copy its numbers, with the card's name and the
-# date, into BENCHMARKS.md. About 8 minutes on one GPU. Usage: bash tools/gpu_check.sh [OUT_DIR]
-#   1. medgan env (device, compute capability, precision policy)
-#   2. medgan bench dcgan at 28 and 64 px, eager; and at 64 px compiled (CUDA graphs)
-#   3. notebook 03 in full mode at 64 px, with a 3-minute training budget
-# Everything lands as JSON in OUT_DIR (default runs/gpu_check). Set MEDGAN_DATA_DIR to a folder holding
-# pneumoniamnist_64.npz when the machine has no network (`medgan data fetch pneumoniamnist --size 64`).
-set -uo pipefail
-OUT="${1:-runs/gpu_check}"
-mkdir -p "$OUT"
-status=0
-run() {  # run NAME CMD...: keep going after a failure, remember it
-  local name="$1"; shift
-  echo "== $name: $*"
-  if ! "$@"; then echo "!! $name failed"; status=1; fi
-}
-run env medgan env
-medgan env --json > "$OUT/env.json" || status=1
-run bench28 sh -c "medgan bench dcgan --size 28 --batch 128 --device cuda --seconds 15 > '$OUT/bench_28_eager.json'"
-run bench64 sh -c "medgan bench dcgan --size 64 --batch 128 --device cuda --seconds 15 > '$OUT/bench_64_eager.json'"
-run bench64c sh -c "medgan bench dcgan --size 64 --batch 128 --device cuda --seconds 15 --compile on > '$OUT/bench_64_compiled.json'"
-run nb03 timeout 330 medgan run 03 -p IMAGE_SIZE 64 -p TIME_BUDGET_MIN 3.0 --out "$OUT/nb03"
-python3 - "$OUT" <<'PY'
-import json, pathlib, sys
-out = pathlib.Path(sys.argv[1])
-for f in sorted(out.glob("bench_*.json")):
-    try:
-        r = json.loads(f.read_text())
-    except ValueError:
-        print(f"{f.name}: unreadable"); continue
-    print(f"{f.name}: {r['device_name']} | best {r['precision']} {r['ours_best_img_s']} img/s | fp32 {r['ours_fp32_img_s']} "
-          f"| tutorial {r['reference_img_s']} | ratios {r['ratios']}")
-res = out / "nb03" / "03_dcgan" / "results.json"
-if res.exists():
-    m = json.loads(res.read_text())["metrics"]
-    print("03:", {k: m.get(k) for k in ("image_size", "epochs", "img_per_s", "fd_ratio", "precision", "recall")})
-PY
-exit $status
+# The one-call GPU check (issue 24): run it whenever a GPU is available, then copy the card's name, the date and
+# the numbers of OUT/gpu_check.json into BENCHMARKS.md. About 8 minutes on one GPU (a 10-minute budget).
+#   bash tools/gpu_check.sh [OUT_DIR]            # default OUT_DIR: runs/gpu_check
+#   bash tools/gpu_check.sh --dry-run [OUT_DIR]  # no GPU needed: list every check and its command
+# Checks: medgan env; forced fp16 with d_steps=2; a 2-process DDP run on one GPU (or two); compile=True with
+# TORCH_LOGS=recompiles,graph_breaks,cudagraphs and the steady-state rate; the three benchmark ratios at 28 and
+# 64 px; the fixed feature net on CPU against GPU; notebooks 03-08 in fast mode. medgan_utils/tools/gpu_check.py
+# does the work. Set MEDGAN_DATA_DIR to a folder with the datasets when the machine has no network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The Python that runs the course: $PYTHON, else the one the `medgan` command uses, else ./.venv, else python3.
+PY="${PYTHON:-}"
+if [ -z "$PY" ] && command -v medgan >/dev/null 2>&1; then PY="$(head -n 1 "$(command -v medgan)" | sed 's/^#!//')"; fi
+if [ -z "$PY" ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
+exec ${PY:-python3} -m medgan_utils.tools.gpu_check "$@"

@@ -6,6 +6,8 @@
   ``setup()``; code that wants other flags for a while uses
   :func:`temporary_backend_flags`, which restores them afterwards.
 * :func:`data_placement` is the memory guard for keeping a dataset on a GPU.
+* ``CUBLAS_WORKSPACE_CONFIG`` is set when this module is imported, before any CUDA work (cuBLAS reads it once);
+  :func:`determinism_status` says whether deterministic mode is really on.
 """
 from __future__ import annotations
 
@@ -21,6 +23,22 @@ import torch
 
 from .env import read_env
 from .errors import CourseError
+
+
+#: cuBLAS workspace settings under which cuBLAS is deterministic (CUDA's documentation); the first is set here.
+DETERMINISTIC_CUBLAS = (":4096:8", ":16:8")
+
+
+def _set_cublas_workspace() -> bool:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` unless the user did; True if CUDA was already in use (then too late)."""
+    if os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
+        return False
+    late = bool(torch.cuda.is_initialized())
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS[0]
+    return late
+
+
+_CUBLAS_SET_LATE = _set_cublas_workspace()
 
 
 class DeviceUnavailable(CourseError, RuntimeError):
@@ -186,11 +204,36 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         set_backend_flags(deterministic_algorithms=True, cudnn_deterministic=True, cudnn_benchmark=False)
     else:
         set_backend_flags(deterministic_algorithms=False)
     return torch.Generator().manual_seed(seed)
+
+
+def determinism_status() -> dict:
+    """Is deterministic mode really on? ``{"on": bool, "warn_only": bool, "reason": str}``.
+
+    Off when deterministic algorithms are off, cuDNN autotunes, ``CUBLAS_WORKSPACE_CONFIG`` is not one of
+    :data:`DETERMINISTIC_CUBLAS`, or CUDA was in use before the package could set it. ``warn_only``: an operation
+    without a deterministic kernel warns and runs anyway (``setup()``'s choice).
+    """
+    flags = backend_flags()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG", "")
+    reason = ""
+    if not flags["deterministic_algorithms"]:
+        reason = "deterministic algorithms are off (setup(deterministic=False), or a trainer's speed flags)"
+    elif flags["cudnn_benchmark"]:
+        reason = "cuDNN autotuning (cudnn.benchmark) is on"
+    elif torch.cuda.is_available() and cublas not in DETERMINISTIC_CUBLAS:
+        reason = (f"CUBLAS_WORKSPACE_CONFIG={cublas!r}, not one of {', '.join(DETERMINISTIC_CUBLAS)}; "
+                  "fix: unset it and restart the kernel")
+    elif torch.cuda.is_available() and _CUBLAS_SET_LATE:
+        reason = ("CUDA was in use before medgan_utils set CUBLAS_WORKSPACE_CONFIG; fix: restart the kernel and "
+                  "import medgan_utils before any CUDA work")
+    on = not reason
+    return {"on": on, "warn_only": on and flags["deterministic_warn_only"],
+            "reason": reason or ("warn only: an operation without a deterministic kernel warns and runs anyway"
+                                 if flags["deterministic_warn_only"] else "strict")}
 
 
 # --------------------------------------------------------------------------- memory guard
@@ -199,7 +242,7 @@ def data_placement(nbytes: int, device: torch.device, *, fraction: float = 0.5, 
 
     On CUDA the data goes to the GPU only if it takes at most ``fraction`` of the
     free memory reported by ``torch.cuda.mem_get_info`` (passed in for tests);
-    otherwise it stays in pinned host memory and each batch is copied over.
+    otherwise it stays in host memory and each batch is copied over through pinned memory (:func:`batch_to`).
     On the CPU "device" and "host" are the same; MPS shares memory with the host.
     """
     device = torch.device(device)
@@ -210,5 +253,15 @@ def data_placement(nbytes: int, device: torch.device, *, fraction: float = 0.5, 
     if nbytes <= fraction * free:
         return "device", f"{nbytes / gib:.2f} GiB of data fits in {free / gib:.1f} GiB free GPU memory"
     return "host", (f"{nbytes / gib:.2f} GiB of training data is more than {fraction:.0%} of the {free / gib:.1f} GiB "
-                    f"free on {device} ({total / gib:.1f} GiB in all): keeping it in pinned host memory and copying "
-                    "each batch over (slower, but it fits)")
+                    f"free on {device} ({total / gib:.1f} GiB in all): keeping it in host memory and copying each "
+                    "batch over through pinned memory (slower, but it fits)")
+
+
+def batch_to(data: torch.Tensor, rows: torch.Tensor, device) -> torch.Tensor:
+    """``data[rows]`` on ``device``. Rows of host-resident data bound for a GPU are gathered into pinned memory
+    first: ``index_select`` returns ordinary (pageable) memory, from which a ``non_blocking`` copy is synchronous."""
+    device = torch.device(device)
+    batch = data.index_select(0, rows.to(data.device))
+    if batch.device.type == "cpu" and device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True)

@@ -24,7 +24,7 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 VARIABLES: dict[str, tuple[str, str]] = {
     "MEDGAN_FAST": ("bool", "fast mode for every notebook (a notebook's FAST parameter wins)"),
     "MEDGAN_DEVICE": ("device", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"),
-    "MEDGAN_THREADS": ("threads", "CPU threads for torch (default: all cores)"),
+    "MEDGAN_THREADS": ("threads", "CPU threads for torch, 1 to 1024 (default: all cores)"),
     "MEDGAN_DATA_DIR": ("path", "dataset cache (default: data/ in the course folder)"),
     "MEDGAN_REQUIRE_REAL_DATA": ("bool", "raise instead of falling back to phantoms"),
     "MEDGAN_OFFLINE": ("bool", "never touch the network; only cached, verified files are used"),
@@ -48,16 +48,21 @@ def _bool(name: str, raw: str) -> bool:
     raise SettingError(f"{name}={raw!r} is not valid: use 1/0, true/false, yes/no or on/off (or unset it).")
 
 
+#: More threads than this is a typo (torch's thread count is a C int, and no machine has this many cores).
+MAX_THREADS = 1024
+
+
 def _threads(name: str, raw: str) -> int | None:
     if not raw.strip():
         return None
     try:
-        n = int(raw.strip())
+        n = int(raw.strip()) if len(raw.strip()) <= 12 else 0
     except ValueError:
         n = 0
-    if n < 1:
-        raise SettingError(f"{name}={raw!r} is not valid: use a whole number >= 1, e.g. {name}=2 "
-                           "(or unset it to use every core).")
+    if not 1 <= n <= MAX_THREADS:
+        shown = raw if len(raw) <= 40 else raw[:37] + "..."
+        raise SettingError(f"{name}={shown!r} is not valid: use a whole number from 1 to {MAX_THREADS}, e.g. "
+                           f"{name}=2 (or unset it to use every core).")
     return n
 
 

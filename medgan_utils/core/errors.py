@@ -23,8 +23,9 @@ class CoursePathError(CourseError, OSError):
     """A file or folder of the course (data, results, cache, checkpoints) cannot be used."""
 
 
-def positive_int(value, what: str, *, minimum: int = 1, fix: str | None = None) -> int:
-    """``value`` as an int ≥ ``minimum``; bools, fractions, NaN, inf and text that is not a whole number fail.
+def positive_int(value, what: str, *, minimum: int = 1, fix: str | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int ≥ ``minimum`` (and ≤ ``maximum``, if given); bools, fractions, NaN, inf and text that is
+    not a whole number fail.
 
     ``what`` names the thing in the message (for example ``"batch size"`` or ``"--size"``).
     """
@@ -42,10 +43,12 @@ def positive_int(value, what: str, *, minimum: int = 1, fix: str | None = None) 
         f = float(value)
         ok = math.isfinite(f) and f.is_integer()
         number = int(f) if ok else None
-    if ok and number is not None and number >= minimum:
+    if ok and number is not None and number >= minimum and (maximum is None or number <= maximum):
         return number
     hint = f" Fix: {fix}" if fix else ""
-    raise SettingError(f"{what} must be a whole number >= {minimum}, got {value!r}.{hint}")
+    wanted = f">= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise SettingError(f"{what} must be a whole number {wanted}, got {shown}.{hint}")
 
 
 def check_names(values, allowed, what: str, *, lower: bool = False, example: str | None = None) -> list[str]:

@@ -12,6 +12,7 @@ Checkpoints are plain dicts of tensors and numbers, loaded with
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -24,6 +25,8 @@ import torch
 from .errors import CourseError, CoursePathError, path_error
 
 PART_SUFFIX = ".part"
+#: errors of the storage itself while a file is written (disk full, quota, too large, read-only, I/O)
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 STALE_PART_SECONDS = 24 * 3600
 
 
@@ -91,6 +94,12 @@ def atomic_path(path: str | os.PathLike, *, role: str = "file", fix: str = "choo
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+    except OSError as err:  # a full disk while writing: name the file, not the temporary one
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        if isinstance(err, CourseError) or err.errno not in WRITE_ERRNOS:
+            raise  # e.g. a network error while a download streams into the file: the caller says what it is
+        raise path_error(path, f"cannot write {role}", err, fix) from err
     except BaseException:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
@@ -139,12 +148,43 @@ class FolderInUse(CourseError, RuntimeError):
     """Another live process holds the folder's lock."""
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, Linux), to tell a reused pid from the original."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _host() -> str:
+    return os.uname().nodename if hasattr(os, "uname") else "localhost"
+
+
+def lock_owner(lock: Path) -> dict | None:
+    """The holder recorded in a lock file, ``{"pid", "host", "start", "alive"}``; ``None`` without a readable
+    one. A holder on another host counts as alive (its pid cannot be checked from here); a local pid that now
+    belongs to a process started at another time (a reused pid after a kill -9) counts as dead."""
+    try:
+        fields = lock.read_text().split()
+        pid = int(fields[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    host = fields[1] if len(fields) > 1 else None
+    start = fields[2] if len(fields) > 2 and fields[2] != "-" else None
+    if host is not None and host != _host():
+        alive = True
+    else:
+        alive = _pid_alive(pid) and (start is None or _process_start(pid) in (None, start))
+    return {"pid": pid, "host": host, "start": start, "alive": alive}
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike, what: str = "results folder", fix: str = "wait for it to finish, "
                 "or choose another output folder") -> Iterator[Path]:
     """Hold ``folder/.medgan.lock`` for the body; a live holder makes this raise :class:`FolderInUse`.
 
-    The lock file holds the owner's pid; a lock left by a dead process is taken over.
+    The lock file holds the owner's pid, host and start time (:func:`lock_owner`); a lock left by a dead
+    process (killed with -9, say) is taken over, one held on another host is respected.
     """
     folder = Path(folder)
     lock = folder / ".medgan.lock"
@@ -156,19 +196,19 @@ def folder_lock(folder: str | os.PathLike, what: str = "results folder", fix: st
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, umask_mode())
         except FileExistsError:
-            try:
-                owner = int(lock.read_text().strip() or "0")
-            except (OSError, ValueError):
-                owner = 0
-            if owner and _pid_alive(owner):  # our own pid too: a second run in this process
-                raise FolderInUse(f"The {what} {folder} is in use by another run (pid {owner}). Fix: {fix}.") from None
+            owner = lock_owner(lock)
+            if owner and owner["alive"]:  # our own pid too: a second run in this process
+                where = f" on host {owner['host']}" if owner["host"] not in (None, _host()) else ""
+                gone = f"; if that run is gone, delete {lock}" if where else ""
+                raise FolderInUse(f"The {what} {folder} is in use by another run{where} (pid {owner['pid']}). "
+                                  f"Fix: {fix}{gone}.") from None
             with contextlib.suppress(OSError):
                 lock.unlink()
             continue
         except OSError as err:
             raise path_error(folder, f"cannot lock {what}", err, "choose a writable folder") from err
         with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
+            fh.write(f"{os.getpid()} {_host()} {_process_start(os.getpid()) or '-'}\n")
         try:
             yield lock
         finally:
@@ -184,8 +224,15 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     ``state`` must hold only tensors, numbers, strings, lists and dicts so that it
     loads back with ``weights_only=True``.
     """
-    with atomic_path(path, role="checkpoint", fix="choose a writable checkpoint folder") as tmp:
-        torch.save(state, tmp)
+    fix = "choose a writable checkpoint folder with free space"
+    with atomic_path(path, role="checkpoint", fix=fix) as tmp:
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as err:  # torch's writer reports a full disk as "file write failed"
+            if "write" not in str(err).lower():
+                raise
+            raise CoursePathError(f"cannot write checkpoint {path}: {str(err).splitlines()[0][:120]} (is the disk "
+                                  f"full?). Fix: {fix}") from err
     return Path(path)
 
 
@@ -212,5 +259,5 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "umask_mode",
-           "remove_stale_parts", "folder_lock", "FolderInUse", "save_checkpoint", "load_checkpoint",
+           "remove_stale_parts", "folder_lock", "lock_owner", "FolderInUse", "save_checkpoint", "load_checkpoint",
            "CheckpointError", "CoursePathError"]

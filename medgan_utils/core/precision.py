@@ -9,7 +9,8 @@
 * **CPU**: bf16 where the CPU has native bf16 (oneDNN with AVX-512 BF16 or AMX)
   *and* a stored quality check on this machine said bf16 trains as well as fp32
   (``medgan bench precision``); fp32 otherwise.
-* **MPS**: fp32, unless a stored check on this Mac said fp16 is as good.
+* **MPS**: fp32, unless a stored check on this Mac said fp16 is as good. fp16 on MPS needs torch ≥ 2.5
+  (MPS autocast arrived there; before it autocast runs fp32 silently), so older torch refuses it.
 
 Asking explicitly for bf16 where it is not native raises a clear error.
 """
@@ -30,6 +31,23 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ALIASES = {"float32": "fp32", "32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "16": "fp16"}
 #: The reduced precision a stored check may allow, per device type.
 CHECKED_PRECISION = {"cpu": "bf16", "mps": "fp16"}
+#: The first torch whose autocast covers MPS: before it, fp16 on MPS silently computes in fp32.
+MPS_AUTOCAST_TORCH = (2, 5)
+
+
+def torch_release(version: str | None = None) -> tuple[int, int]:
+    """(major, minor) of ``version`` (default: the installed torch), e.g. (2, 14) for '2.14.1+cu130'."""
+    m = re.match(r"^\s*(\d+)\.(\d+)", str(version if version is not None else torch.__version__))
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def mps_fp16_refusal() -> str | None:
+    """Why fp16 cannot run on MPS with this torch (one line naming the fix), or ``None`` when it can."""
+    if torch_release() >= MPS_AUTOCAST_TORCH:
+        return None
+    return (f"fp16 on MPS needs torch >= {'.'.join(map(str, MPS_AUTOCAST_TORCH))} (MPS autocast arrived there); "
+            f"torch {torch.__version__} would silently train in fp32. Fix: pip install -U 'torch>=2.5', or use "
+            "precision='fp32'.")
 
 
 def normalise_precision(precision) -> str:
@@ -103,6 +121,8 @@ def resolve_precision(precision="auto", device=None) -> str:
         raise SettingError(f"precision='bf16' was requested on {device}, which does not compute bf16 natively "
                            f"({where}). Fix: use precision='fp16' on an older GPU, or 'auto' / 'fp32'.")
     if p == "fp16" and device.type == "mps":
+        if (why := mps_fp16_refusal()) is not None:
+            raise SettingError(why)
         warnings.warn("fp16 on MPS is not covered by a stored check; fp32 is the safe choice.", stacklevel=2)
     if p != "auto":
         return p
@@ -111,7 +131,7 @@ def resolve_precision(precision="auto", device=None) -> str:
     if device.type == "cpu":
         return "bf16" if (cpu_has_native_bf16() and reduced_precision_allowed(device)) else "fp32"
     if device.type == "mps":
-        return "fp16" if reduced_precision_allowed(device) else "fp32"
+        return "fp16" if reduced_precision_allowed(device) and mps_fp16_refusal() is None else "fp32"
     return "fp32"
 
 

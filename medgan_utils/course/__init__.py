@@ -17,6 +17,7 @@ from .plotting import (animation_html, image_grid, montage_by_class, plot_curves
 from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
 from .splits import SPLIT_MODES, CourseSplits, leak_free_splits, lookup_baseline
+from .budget import fast_budget, measure_speed, trainer_fast_budget, units_for_budget
 from .tampering import (BLEND_MODES, TAMPER_KINDS, dilate, inject_lesions, paste, place_lesion, region_recall,
                         remove_lesions, residual_features)
 from .tour import (class_balance, duplicates_across_splits, find_duplicates, gan_diagram, intensity_histograms,
@@ -30,6 +31,7 @@ __all__ = [
     "grade_step", "toy_gan_step", "ToyGANTrainer",
     "animation_html", "image_grid", "montage_by_class", "plot_curves", "plot_reliability", "show_grid", "to_display",
     "SPLIT_MODES", "CourseSplits", "leak_free_splits", "lookup_baseline",
+    "fast_budget", "measure_speed", "trainer_fast_budget", "units_for_budget",
     "mean_ci", "record_results", "results_path", "Settings", "is_fast", "setup",
     "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram", "intensity_histograms",
     "intensity_stats", "lesion_fraction", "nearest_neighbours", "show_with_masks", "time_matmul",

@@ -38,17 +38,18 @@ def check_labs(labs) -> list[str]:
 
 def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: int = 1, base: int = 32,
                     batch_size: int = 64, augment=None, device=None, max_seconds=None, lr: float = 2e-4,
-                    steps: int | None = None, step_factory=make_stable_step):
+                    steps: int | None = None, step_factory=make_stable_step, precision: str = "auto"):
     """A DCGAN at the images' size trained with ``variant`` for ``epochs`` (with history and the NaN guard) or
     exactly ``steps`` updates (no history); returns the trainer (``diverged`` set on NaN).
 
     ``step_factory(**step options, augment=...)`` builds the training step: notebook 07 passes its visible copy
-    of :func:`~medgan_utils.gan.make_stable_step`."""
+    of :func:`~medgan_utils.gan.make_stable_step`. ``precision`` is the course's policy (``"auto"``: fp32 on a
+    CPU without a passed bf16 check, bf16 or fp16 with a GradScaler on CUDA); ``tr.precision`` says what ran."""
     step_opts, other = variant_options(variant)
     G, D = make_dcgan(images.shape[-1], images.shape[1], base=base, seed=seed, d_norm=other.get("d_norm", "batch"))
     tr = DCGANTrainer(G, D, images, step_fn=step_factory(**step_opts, augment=augment), device=device,
                       batch_size=batch_size, lr=lr, lr_G=other.get("lr_G"), lr_D=other.get("lr_D"),
-                      ema_decay=other.get("ema_decay"), seed=seed, precision="fp32", on_diverge="stop",
+                      ema_decay=other.get("ema_decay"), seed=seed, precision=precision, on_diverge="stop",
                       progress=False, n_fixed=16, max_snapshots=4, log_every=1000, name=f"07_{variant}")
     if steps is None:
         tr.fit(epochs, max_seconds=max_seconds)

@@ -13,6 +13,7 @@ import os
 import platform
 from pathlib import Path
 
+from ..core.device import determinism_status
 from ..core.env import results_dir
 from ..core.io import atomic_write_json
 from ..data.load import datasets_used
@@ -56,6 +57,7 @@ def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None =
         "datasets": datasets_used(),  # what this notebook loaded since setup()
         "metrics": metrics,
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
+        "determinism": determinism_status(),  # "on": false when it was off (see core.device)
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
     }
     if cfg is not None and getattr(cfg, "device", None) is not None and cfg.device.type == "cuda":

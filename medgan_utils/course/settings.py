@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..core.device import backend_flags, configure_threads, device_name, get_device, seed_everything
+from ..core.device import (backend_flags, configure_threads, determinism_status, device_name, get_device,
+                           seed_everything)
 from ..core.env import TRUE_WORDS, data_dir, read_env
 from ..core.precision import resolve_precision
 from ..data.load import reset_datasets_used
@@ -78,11 +79,11 @@ def setup(FAST=None, DEVICE=None, SEED: int = 0, deterministic: bool = True, qui
     cfg = Settings(fast=fast, device=device, seed=int(SEED), threads=threads, data_dir=data_dir())
     cfg.extra["backend_flags"] = backend_flags()
     cfg.extra["auto_precision"] = resolve_precision("auto", device)
+    cfg.extra["determinism"] = determinism_status()
     if not quiet:
-        flags = cfg.extra["backend_flags"]
         print(f"MedGAN Course | mode: {cfg.mode.upper()} | device: {device} ({device_name(device)}) | "
               f"seed: {SEED} | threads: {threads} | torch {torch.__version__}\n"
               f"data dir: {cfg.data_dir}\n"
               f"precision (auto): {cfg.extra['auto_precision']} | deterministic kernels: "
-              f"{flags['deterministic_algorithms']}")
+              f"{'on' if cfg.extra['determinism']['on'] else 'OFF'} ({cfg.extra['determinism']['reason']})")
     return cfg

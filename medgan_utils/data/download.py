@@ -80,6 +80,10 @@ def corrupt_message(spec: FileSpec, path: str, digest: str) -> str:
 
 
 def unavailable_message(spec: FileSpec, root: Path, why: str) -> str:
+    if (root / spec.filename).is_file():  # a corrupt copy (or --force over a good one): it is there
+        return (f"{root / spec.filename} is present, but a fresh copy could not be downloaded ({why}); the file "
+                f"was left as it is. Fix: run `{spec.fetch_command} --force` on a machine with network access, or "
+                f"copy a good {spec.filename} (MD5 {spec.md5}) into {root}.")
     return (f"Real dataset file {spec.filename} is not in {root} and could not be downloaded ({why}). "
             f"Fix: run `{spec.fetch_command}` on a machine with network access (it verifies MD5 {spec.md5}), "
             f"or download {spec.url} by hand into {root} (or point MEDGAN_DATA_DIR at a folder that has it).")

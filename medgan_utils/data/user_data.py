@@ -32,6 +32,7 @@ import torch
 
 from ..core.errors import CourseError, positive_int
 from .imageset import ImageSet, to_unit_range
+from .limits import MAX_CLASSES, MAX_USER_SIZE, check_regular, memory_shortfall
 from .registry import SPLITS, DataError, UnknownDatasetError, UnsupportedSizeError, dataset_kind
 
 USER = "user"
@@ -76,11 +77,12 @@ def dataset_kind_or_user(name) -> str:
 
 
 def check_user_size(size, name="your own data") -> int:
-    """``size`` as whole pixels ≥ 8 (user images are resized to it); anything else raises UnsupportedSizeError."""
+    """``size`` as whole pixels from 8 to :data:`MAX_USER_SIZE` (user images are resized to it); anything else
+    raises UnsupportedSizeError."""
     try:
-        return positive_int(size, f"Image size for {name}", minimum=MIN_USER_SIZE,
-                            fix=f"use a whole number of pixels >= {MIN_USER_SIZE}, e.g. size=28 or size=64 "
-                                "(your images are resized to it).")
+        return positive_int(size, f"Image size for {name}", minimum=MIN_USER_SIZE, maximum=MAX_USER_SIZE,
+                            fix=f"use a whole number of pixels from {MIN_USER_SIZE} to {MAX_USER_SIZE}, e.g. "
+                                "size=28 or size=64 (your images are resized to it).")
     except CourseError as err:
         raise UnsupportedSizeError(str(err)) from None
 
@@ -92,6 +94,9 @@ def resolve_user_path(path) -> Path:
     if not resolved.exists():
         raise UserDataError(f"Your dataset path {given!r} does not exist (looked for {resolved}). Fix: check the "
                             "path, or use a dataset name such as 'pneumoniamnist' (see `medgan data list`).")
+    if (why := check_regular(resolved)) is not None:
+        raise UserDataError(f"Your dataset path {resolved} {why}. Fix: pass a folder of class folders "
+                            f"({FOLDER_LAYOUT}) or an .npz in the {NPZ_LAYOUT}.")
     if resolved.is_file() and resolved.suffix.lower() != ".npz":
         raise UserDataError(f"{resolved} is a file but not an .npz. Fix: pass a folder of class folders "
                             f"({FOLDER_LAYOUT}) or an .npz in {NPZ_LAYOUT}.")
@@ -142,6 +147,7 @@ def _decoded(resolved: Path, size: int) -> dict:
     if resolved.is_dir():
         layout, folders = _scan_folder(resolved)
         files = [f for classes in folders.values() for paths in classes.values() for f in paths]
+        check_fits(resolved, len(files), size)
     else:
         layout, folders, files = "npz", None, [resolved]
     key = (str(resolved), size, _signature(files))
@@ -154,6 +160,12 @@ def _decoded(resolved: Path, size: int) -> dict:
                                task="binary-class" if len(decoded["label_names"]) == 2 else "multi-class")
         _DECODED[key] = decoded
     return _DECODED[key]
+
+
+def check_fits(path: Path, n_images: int, size: int) -> None:
+    """Raise before decoding when ``n_images`` at ``size`` px would not fit in the free memory."""
+    if (why := memory_shortfall(n_images, size)) is not None:
+        raise UserDataError(f"{path}: {why}. Fix: pass a smaller size (IMAGE_SIZE / --size), or use fewer images.")
 
 
 def _check_splits_not_empty(path: Path, counts: dict[str, int]) -> None:
@@ -322,6 +334,7 @@ def _read_npz(path: Path, size: int) -> dict:
                             f"file (np.savez of the {NPZ_LAYOUT}), or replace it.") from None
     images = {s: _npz_images(arrays[f"{s}_images"], f"{s}_images", path) for s in SPLITS}
     _check_splits_not_empty(path, {s: len(images[s]) for s in SPLITS})
+    check_fits(path, sum(len(images[s]) for s in SPLITS), size)
     labels = {s: _npz_labels(arrays[f"{s}_labels"], f"{s}_labels", path, len(images[s])) for s in SPLITS}
     label_names = _npz_label_names(arrays.get("label_names"), labels, path)
     stacked = {s: _stack_same_channels([_resize(im, size) for im in images[s]]) for s in SPLITS}
@@ -348,6 +361,9 @@ def _npz_images(arr: np.ndarray, key: str, path: Path) -> np.ndarray:
     if not (arr.ndim == 3 or (arr.ndim == 4 and arr.shape[-1] == 3)):
         raise UserDataError(f"{path}: {key} has shape {arr.shape}; expected N×H×W (gray) or N×H×W×3 (RGB). "
                             f"Fix: save the images in the {NPZ_LAYOUT}.")
+    if arr.shape[0] and min(arr.shape[1:3]) == 0:
+        raise UserDataError(f"{path}: {key} holds images of {arr.shape[1]}×{arr.shape[2]} px, which have no "
+                            "pixels. Fix: save the real images (N×H×W with H and W of at least 1).")
     if arr.dtype == np.uint8:
         return arr
     fix = f"Fix: save {key} as uint8 in 0..255 (np.asarray(x * 255).round().astype(np.uint8) for [0, 1] floats)."
@@ -384,6 +400,9 @@ def _npz_labels(arr: np.ndarray, key: str, path: Path, n_images: int) -> np.ndar
 def _npz_label_names(names, labels: dict[str, np.ndarray], path: Path) -> dict[int, str]:
     """{index: name} from an optional ``label_names`` array, else ``str(i)``; train needs ≥ 2 classes."""
     top = max((int(lab.max()) for lab in labels.values() if lab.size), default=-1)
+    if top >= MAX_CLASSES:
+        raise UserDataError(f"{path}: the labels go up to {top}, but class indices must be 0..K-1 with at most "
+                            f"{MAX_CLASSES} classes. Fix: save the labels as class indices 0, 1, 2, ...")
     if names is not None and (names.ndim != 1 or names.dtype.kind not in "US"):
         raise UserDataError(f"{path}: label_names must be a 1-D string array, got {names.dtype} of shape "
                             f"{names.shape}. Fix: save np.array(['name of class 0', ...]), or drop that key.")

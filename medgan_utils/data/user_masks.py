@@ -41,7 +41,8 @@ from .imageset import ImageSet, to_unit_range
 from .registry import SPLITS
 from .user_data import (IMAGE_SUFFIXES, USER, USER_SPLIT_FRACTIONS, USER_SPLIT_SEED, UserDataError,
                         _decode_image, _is_hidden, _npz_array, _npz_images, _resize, _signature,
-                        _stack_same_channels, _stratified_split, check_user_size, is_user_path, resolve_user_path)
+                        _stack_same_channels, _stratified_split, check_fits, check_user_size, is_user_path,
+                        resolve_user_path)
 
 __all__ = ["GreyMaskWarning", "is_segmentation_data", "read_user_masks", "user_masks_info", "binarise_mask",
            "SEG_NPZ_LAYOUT", "SEG_FOLDER_LAYOUT"]
@@ -144,6 +145,7 @@ def _decoded(resolved: Path, size: int) -> dict:
     if resolved.is_dir():
         layout, pairs = _scan_folder(resolved)
         files = [f for items in pairs.values() for image, masks in items for f in (image, *masks)]
+        check_fits(resolved, len(files), size)
     else:
         layout, pairs, files = "npz-medsegbench", None, [resolved]
     key = (str(resolved), size, _signature(files))
@@ -197,6 +199,7 @@ def _read_npz(path: Path, size: int) -> dict:
         raise UserDataError(f"{path} cannot be read as an .npz ({type(err).__name__}: {err}). Fix: check the "
                             f"file (np.savez of the {SEG_NPZ_LAYOUT}), or replace it.") from None
     images = {s: _npz_images(arrays[f"{s}_images"], f"{s}_images", path) for s in SPLITS}
+    check_fits(path, 2 * sum(len(images[s]) for s in SPLITS), size)  # images and masks
     _check_splits_not_empty(path, {s: len(images[s]) for s in SPLITS},
                             f"give every split images in the {SEG_NPZ_LAYOUT}.")
     masks, grey = {}, []

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..core.device import data_placement, get_device, prefers_channels_last
+from ..core.device import batch_to, data_placement, get_device, prefers_channels_last
 from ..core.env import cache_dir
 from ..core.io import CheckpointError, load_checkpoint, save_checkpoint
 from ..core.precision import autocast, grad_scaler, make_adam, optimizer_step, resolve_precision
 from ..nets.feature_net import FeatureNet
 
-FEATURE_NET_VERSION = 2  # 2: fused Adam where the device has it
+FEATURE_NET_VERSION = 3  # 2: fused Adam where the device has it; 3: fp32 on every device, precision in the hash
 
 __all__ = ["train_feature_net", "fixed_feature_net", "extract_features", "default_cache_dir", "FEATURE_NET_VERSION"]
 
@@ -70,10 +70,9 @@ def default_cache_dir() -> Path:
 
 
 def _precision_for(device: torch.device, amp: bool | None) -> str:
-    """Mixed precision on CUDA by default (the course policy), fp32 elsewhere unless ``amp=True``."""
-    if amp is False or (amp is None and device.type != "cuda"):
-        return "fp32"
-    return resolve_precision("auto", device)
+    """fp32 on every device (so one recipe means one kind of net on a laptop and on Colab); the course's
+    policy only with ``amp=True``, and then the precision is part of the net's identity (:func:`_cache_path`)."""
+    return resolve_precision("auto", device) if amp else "fp32"
 
 def _memory_format(device: torch.device):
     return torch.channels_last if prefers_channels_last(device) else torch.contiguous_format
@@ -161,9 +160,9 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
     recomputed on the training images so that eval mode matches the final weights.
     Initialisation and shuffling use their own seeded generators, so the global
     random state is untouched (a cache hit and a fresh run leave the notebook's
-    later random numbers the same). On CPU, the same inputs and thread count give
-    bitwise the same network; on CUDA, autocast (bf16, else fp16 with a gradient
-    scaler) is on unless ``amp=False``.
+    later random numbers the same). It trains in fp32 on every device (``amp=True``:
+    the course's precision policy, recorded in the hash); on CPU, the same inputs and
+    thread count give bitwise the same network.
 
     The weights are saved atomically with :func:`medgan_utils.core.io.save_checkpoint`
     to ``cache_dir`` (default :func:`default_cache_dir`), under a name built from
@@ -186,13 +185,12 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
     """
     t0 = time.perf_counter()
     device = device if isinstance(device, torch.device) else get_device(device)
-    images = images_of(train)
-    labels = train.labels.detach()
+    images, labels, precision = images_of(train), train.labels.detach(), _precision_for(device, amp)
     task, num_classes = _task_of(labels, getattr(train, "label_names", None))
     in_channels, size = int(images.shape[1]), int(images.shape[-1])
     used = str(getattr(train, "used", None) or getattr(train, "name", None) or "images")
     config = {"in_channels": in_channels, "num_classes": num_classes, "width": int(width), "embed_dim": 128}
-    key, path = _cache_path(images, labels, task, config, used, epochs, seed, batch_size, lr, cache_dir)
+    key, path = _cache_path(images, labels, task, config, used, epochs, seed, batch_size, lr, cache_dir, precision)
     if path is not None and path.is_file() and not retrain:
         try:
             net, info = _load_cached(path, device)
@@ -214,13 +212,13 @@ def train_feature_net(train, *, val=None, epochs: int = 5, device=None, seed: in
     x_all = _fmt(images.to(device).float()) if where == "device" else images.float().cpu()
     t_train = time.perf_counter()
     history = _fit(net, x_all, labels.to(device), task, epochs=int(epochs), seed=int(seed),
-                   batch_size=int(batch_size), lr=float(lr), precision=_precision_for(device, amp), verbose=verbose)
+                   batch_size=int(batch_size), lr=float(lr), precision=precision, verbose=verbose)
     _recalibrate_batchnorm(net, x_all, max(batch_size, 512))
     net.eval()
     info = {"task": task, "num_classes": num_classes, "dataset": used, "size": size, "channels": in_channels,
             "epochs": int(epochs), "seed": int(seed), "batch_size": int(batch_size), "lr": float(lr),
             "n_train": len(x_all), "history": history, "train_seconds": time.perf_counter() - t_train,
-            "hash": key, **_val_metrics(net, val, task)}
+            "hash": key, "precision": precision, "version": FEATURE_NET_VERSION, **_val_metrics(net, val, task)}
     if path is not None:
         state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         save_checkpoint(path, {"state_dict": state, "config": net.config, "info": info,
@@ -245,10 +243,11 @@ def fixed_feature_net(train, *, val=None, device=None, verbose: bool = True) -> 
     return train_feature_net(train, val=val, device=device, verbose=verbose, **FIXED_RECIPE)
 
 
-def _cache_path(images, labels, task, config, used, epochs, seed, batch_size, lr, cache_dir):
-    """The net's identity (a hash of data and recipe) and its cache file (``None`` with ``cache_dir=False``)."""
+def _cache_path(images, labels, task, config, used, epochs, seed, batch_size, lr, cache_dir, precision="fp32"):
+    """The net's identity (a hash of data, recipe and training precision) and its cache file (``None`` with
+    ``cache_dir=False``)."""
     key = _fingerprint(images, labels, task, config, int(epochs), int(seed), int(batch_size), float(lr),
-                       FEATURE_NET_VERSION)
+                       FEATURE_NET_VERSION, str(precision))
     name = f"{used}_{int(images.shape[-1])}px_c{config['in_channels']}_e{int(epochs)}_s{int(seed)}_{key}.pt"
     return key, (None if cache_dir is False else Path(cache_dir or default_cache_dir()) / name)
 
@@ -288,7 +287,7 @@ def _fit(net: FeatureNet, x_all: torch.Tensor, labels: torch.Tensor, task: str, 
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
             with autocast(device, precision):
-                loss = loss_fn(net(_fmt(x_all[idx.to(x_all.device)].to(device))).float(), y_all[idx])
+                loss = loss_fn(net(_fmt(batch_to(x_all, idx, device))).float(), y_all[idx])
             optimizer_step(loss, opt, scaler)
             total += loss.detach() * len(idx)
         history.append({"epoch": epoch + 1, "loss": float(total / n), "seconds": time.perf_counter() - t_ep})

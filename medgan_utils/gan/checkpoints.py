@@ -44,6 +44,17 @@ def trainer_state(tr) -> dict:
     }
 
 
+def check_checkpoint_dir(folder: Path | None) -> None:
+    """Refuse, before any training, a checkpoint folder that is a file or lies below one."""
+    if folder is None:
+        return
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        where = "is a file" if blocker == folder else f"cannot be created: {blocker} is a file"
+        raise CheckpointError(f"checkpoint_dir {folder} {where}, not a folder. Fix: pass a folder for the "
+                              "checkpoints (it is created if missing), or None for no checkpoints.")
+
+
 def _check_compatible(state, path: Path, mine: dict) -> None:
     if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise CheckpointError(f"{path} is not a course DCGAN checkpoint. Fix: delete it or use another checkpoint_dir.")
@@ -73,10 +84,34 @@ def _restore_generator(tr, rng: dict, path: Path) -> None:
                   "Training continues, but not bit-identical to an uninterrupted run.", RuntimeWarning, stacklevel=4)
 
 
+def _check_architecture(weights, net, which: str, path: Path) -> None:
+    """One line when the checkpoint's ``which`` has other layers or shapes than ``net`` (another width, size or
+    normalisation), instead of load_state_dict's list of every mismatch."""
+    if not isinstance(weights, dict):
+        raise CheckpointError(f"{path} has no weights for {which}. Fix: delete it, or use another checkpoint_dir.")
+    mine = net.state_dict()
+    fix = (f"Fix: build {which} as the run that wrote it did (the same base width, image size and "
+           "normalisation), or use another checkpoint_dir, or resume=False.")
+    for key, value in mine.items():
+        theirs = weights.get(key)
+        if torch.is_tensor(theirs) and tuple(theirs.shape) != tuple(value.shape):
+            raise CheckpointError(f"{path} holds a {which} of another architecture: {key} has shape "
+                                  f"{list(theirs.shape)} there and {list(value.shape)} here (another width or "
+                                  f"image size?). {fix}")
+    missing, extra = sorted(set(mine) - set(weights)), sorted(set(weights) - set(mine))
+    if missing or extra:
+        what = f"lacks {missing[0]}" if missing else f"has {extra[0]}, which this {which} lacks"
+        raise CheckpointError(f"{path} holds a {which} with other layers: it {what} "
+                              f"({len(missing)} missing, {len(extra)} extra). {fix}")
+
+
 def restore_trainer(tr, path: Path) -> None:
     """Load ``path`` into the trainer ``tr`` (models, optimisers, scaler, counters, history, its generator)."""
     state = load_checkpoint(path, map_location="cpu")
     _check_compatible(state, path, tr.resume_config())
+    if "G" in state and "D" in state:
+        _check_architecture(state["G"], tr.G_raw, "G", path)
+        _check_architecture(state["D"], tr.D_raw, "D", path)
     try:
         tr.G_raw.load_state_dict(state["G"])
         tr.D_raw.load_state_dict(state["D"])
@@ -96,5 +131,7 @@ def restore_trainer(tr, path: Path) -> None:
         tr.snapshot_epochs = list(state["snapshot_epochs"])
         tr.train_seconds = float(state["train_seconds"])
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as err:
-        raise CheckpointError(f"{path} is incomplete or damaged ({type(err).__name__}: {err}). Fix: delete it.") from err
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(f"{path} is incomplete or damaged ({type(err).__name__}: {first}). Fix: delete it.") \
+            from err
     tr.diverged = None

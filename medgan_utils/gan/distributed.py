@@ -20,35 +20,43 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from ..core.device import batch_to
 from ..core.errors import SettingError
 from ..data.imageset import from_uint8
 from .trainer import METRIC_KEYS, DCGANTrainer
 
 __all__ = ["DistributedDCGANTrainer", "GlobalBatchNorm", "sync_batch_norm", "init_distributed", "close_distributed",
-           "is_main_process"]
+           "is_main_process", "ddp_without_forward_buffer_sync", "broadcast_buffers"]
 
 
-def init_distributed(device: str | None = None, timeout_s: float = 300.0) -> tuple[int, int, torch.device]:
+def init_distributed(device: str | None = None, timeout_s: float = 300.0,
+                     share_gpus: bool = False) -> tuple[int, int, torch.device]:
     """Join the process group that ``torchrun`` set up; returns (rank, world size, this rank's device).
 
-    The backend is NCCL when this rank gets a CUDA device (``LOCAL_RANK`` picks it), else gloo.
+    The backend is NCCL when this rank gets a CUDA device (``LOCAL_RANK`` picks it), else gloo. With
+    ``share_gpus`` more ranks than GPUs may run (ranks take the GPUs round-robin, over gloo, since NCCL refuses
+    two ranks on one GPU): a check of the DDP path on a one-GPU machine, not a way to train faster.
     """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise SettingError("No torchrun environment (RANK, WORLD_SIZE). Fix: launch with "
                            "`torchrun --nproc_per_node N -m medgan_utils.tools.train_ddp ...`.")
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     want = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    backend = "gloo"
     if want.startswith("cuda"):
-        if not torch.cuda.is_available() or torch.cuda.device_count() <= local_rank:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count <= local_rank and not (share_gpus and count):
             raise SettingError(f"Rank with LOCAL_RANK={local_rank} has no GPU of its own "
-                               f"({torch.cuda.device_count()} visible). Fix: --nproc_per_node at most the GPU count.")
-        dev = torch.device("cuda", local_rank)
+                               f"({count} visible). Fix: --nproc_per_node at most the GPU count.")
+        dev = torch.device("cuda", local_rank % count)
         torch.cuda.set_device(dev)
+        shared = int(os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)) > count
+        backend = "gloo" if shared else "nccl"
     else:
         dev = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s),
-                                device_id=dev if dev.type == "cuda" else None)
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                device_id=dev if backend == "nccl" else None)
     return dist.get_rank(), dist.get_world_size(), dev
 
 
@@ -115,6 +123,30 @@ def sync_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
+def ddp_without_forward_buffer_sync(module: nn.Module, device_ids=None) -> DDP:
+    """``DistributedDataParallel`` that does not broadcast buffers before every forward pass.
+
+    A GAN step calls D two or three times before one ``backward()``. With DDP's default
+    (``broadcast_buffers=True``) each call first overwrites the batch-norm running statistics in place, which
+    autograd saved in the earlier call: "modified by an inplace operation" (pytorch#22095, and #175024 for
+    torch 2.6 and later on CUDA). The trainer broadcasts the buffers itself once per step instead
+    (:func:`broadcast_buffers`), when no graph holds them.
+    """
+    import inspect
+
+    params = inspect.signature(DDP.__init__).parameters
+    flag = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"  # newer torch: renamed
+    return DDP(module, device_ids=device_ids, **{flag: False})
+
+
+@torch.no_grad()
+def broadcast_buffers(*modules: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (batch-norm running statistics) to every rank, outside any autograd graph."""
+    for module in modules:
+        for buf in module.buffers():
+            dist.broadcast(buf, src)
+
+
 class DistributedDCGANTrainer(DCGANTrainer):
     """:class:`DCGANTrainer` on every rank of an initialised process group; ``batch_size`` is the global batch."""
 
@@ -135,8 +167,8 @@ class DistributedDCGANTrainer(DCGANTrainer):
                                f"{self.world_size} processes. Fix: pass a batch size divisible by --nproc_per_node.")
         self.local_batch = self.batch_size // self.world_size
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.G = DDP(self.G_raw, device_ids=ids)
-        self.D = DDP(self.D_raw, device_ids=ids)
+        self.G = ddp_without_forward_buffer_sync(self.G_raw, ids)
+        self.D = ddp_without_forward_buffer_sync(self.D_raw, ids)
         if self.rank != 0:
             self._fresh_start_pending = False  # rank 0 alone deletes old checkpoints
         dist.barrier()
@@ -147,7 +179,7 @@ class DistributedDCGANTrainer(DCGANTrainer):
         B, b, r = self.batch_size, self.local_batch, self.rank
         for i in range(self.steps_per_epoch):
             rows = perm[i * B:(i + 1) * B][r * b:(r + 1) * b]
-            batch = self.data.index_select(0, rows).to(self.device, non_blocking=True)
+            batch = batch_to(self.data, rows, self.device)
             batch = from_uint8(batch) if self.data_dtype == "uint8" else batch
             y = None if self.labels is None else self.labels.index_select(0, rows).to(self.device, non_blocking=True)
             yield batch.contiguous(memory_format=self.memory_format), y
@@ -156,6 +188,7 @@ class DistributedDCGANTrainer(DCGANTrainer):
         z = torch.randn(self.batch_size, self.latent_dim, 1, 1, device=self.device, generator=self.gen)
         z = z[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
         out = self.step_fn(self, real, z) if y is None else self.step_fn(self, real, z, y)
+        broadcast_buffers(self.G_raw, self.D_raw)  # rank 0's running statistics, now that no graph holds them
         if self.G_ema is not None:
             self.G_ema.update_parameters(self.G_raw)
         vec = torch.stack([out[k].detach().float().reshape(()) if k in out else self._nan for k in METRIC_KEYS])

@@ -86,6 +86,7 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
     def step(tr, real: torch.Tensor, z: torch.Tensor) -> dict:
         for _ in range(int(d_steps) - 1):
             d_update(tr, real, torch.randn(z.shape, device=z.device, generator=tr.gen))
+            tr.scaler.update()  # one update() per step(): an enabled GradScaler refuses a 2nd step(opt_D) before it
         fake, real_logits, fake_logits, loss_D = d_update(tr, real, z)
         if hasattr(aug, "observe"):  # adaptive augmentation (ADA): D's confidence on the reals steers p
             aug.observe(real_logits)

@@ -6,7 +6,7 @@ with what a real run needs:
 
 * **speed**: the training set kept on the device as ``uint8`` (4× smaller than float32)
   and converted per batch, shuffled by an on-device ``randperm`` (no ``DataLoader``);
-  a memory guard keeps it in pinned host memory when it would not fit; channels_last
+  a memory guard keeps it in host memory when it would not fit (batches go over pinned); channels_last
   where it pays; the precision policy of :mod:`medgan_utils.core.precision`; fused Adam;
   optional ``torch.compile`` (CUDA graphs on CUDA). Losses stay on the device and are
   read back every ``log_every`` steps and once per epoch;
@@ -33,12 +33,12 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..core.device import data_placement, fast_kernel_flags, prefers_channels_last, temporary_backend_flags
+from ..core.device import batch_to, data_placement, fast_kernel_flags, prefers_channels_last, temporary_backend_flags
 from ..core.errors import CourseError, SettingError, positive_int
 from ..core.io import CheckpointError, save_checkpoint
 from ..core.precision import autocast, grad_scaler, make_adam, resolve_precision
 from ..data.imageset import from_uint8, to_uint8
-from .checkpoints import restore_trainer, trainer_state
+from .checkpoints import check_checkpoint_dir, restore_trainer, trainer_state
 from .config import TrainConfig, config_from
 from .steps import cgan_step, dcgan_step, make_step
 
@@ -76,6 +76,9 @@ class DCGANTrainer:
         if step_fn is not None and cfg.loss is not None:
             raise SettingError("Pass either step_fn or loss, not both.")
         self.device = torch.device(device) if device is not None else next(G.parameters()).device
+        if cfg.compile and self.device.type == "mps":
+            raise SettingError("compile is not supported on Apple MPS here (torch.compile's MPS backend is "
+                               "experimental). Fix: leave COMPILE / compile off on a Mac.")
         self.precision = resolve_precision(cfg.precision, self.device)
         self.channels_last = prefers_channels_last(self.device) if cfg.channels_last is None else cfg.channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -114,6 +117,7 @@ class DCGANTrainer:
         self.train_seconds = 0.0
         self.name, self.progress, self.on_diverge = str(cfg.name), bool(cfg.progress), cfg.on_diverge
         self.checkpoint_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir is not None else None
+        check_checkpoint_dir(self.checkpoint_dir)
         self.resumed_from: str | None = None
         self._fresh_start_pending = False
         if self.checkpoint_dir is not None:
@@ -138,7 +142,7 @@ class DCGANTrainer:
             self.data = stored.to(self.device)
         else:
             print(f"Memory guard: {self.placement_reason}.")
-            self.data = stored.cpu().pin_memory() if self.device.type == "cuda" else stored.cpu()
+            self.data = stored.cpu()  # each batch is gathered into pinned memory on its way over (batch_to)
         self.n_train = int(self.data.shape[0])
         self.image_shape = list(self.data.shape[1:])
 
@@ -222,7 +226,7 @@ class DCGANTrainer:
         perm = torch.randperm(self.n_train, device=self.device, generator=self.gen).to(self.data.device)
         B = self.batch_size
         for i in range(self.steps_per_epoch):
-            batch = self.data.index_select(0, perm[i * B:(i + 1) * B]).to(self.device, non_blocking=True)
+            batch = batch_to(self.data, perm[i * B:(i + 1) * B], self.device)
             batch = from_uint8(batch) if self.data_dtype == "uint8" else batch
             y = None if self.labels is None else self.labels.index_select(0, perm[i * B:(i + 1) * B]).to(
                 self.device, non_blocking=True)
@@ -286,6 +290,7 @@ class DCGANTrainer:
         return {"epoch": self.epoch, "global_step": self.global_step, "train_seconds": round(secs, 3),
                 "img_per_s": round(steps * self.batch_size / secs, 1) if secs else None,
                 "diverged": self.diverged, "precision": self.precision, "device": str(self.device),
+                "deterministic": not self._speed_flags,  # False: cuDNN autotuning and TF32 were on while training
                 "checkpoint": str(self.latest_checkpoint()) if self.checkpoint_dir else None}
 
     def _train_epoch(self, epochs: int, bar) -> None:
@@ -412,7 +417,8 @@ class DCGANTrainer:
                 errors.append(str(err))
                 warnings.warn(f"Skipping checkpoint {path}: {err}", RuntimeWarning, stacklevel=2)
         raise CheckpointError(f"No usable checkpoint in {self.checkpoint_dir}: " + " | ".join(errors)
-                              + " Fix: delete these files, or pass resume=False to start over.")
+                              + " Fix: use another checkpoint_dir, or delete these files if they are not needed "
+                                "(resume=False deletes them when training starts).")
 
 
 def _postfix(means) -> dict:

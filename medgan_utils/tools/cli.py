@@ -29,6 +29,10 @@ def cmd_env(args) -> int:
 
     from .sweep import format_worker_plan, worker_plan
 
+    if args.workers is not None:
+        from ..core.errors import positive_int
+
+        positive_int(args.workers, "--workers", maximum=1024, fix="give the number of sweep workers, e.g. --workers 2.")
     rep = environment_report()
     rep["sweep_workers"] = worker_plan(args.workers)
     _print_json(rep) if args.json else print(format_report(rep) + "\n" + format_worker_plan(rep["sweep_workers"]))
@@ -116,8 +120,9 @@ def cmd_sweep(args) -> int:
     from .sweep import format_sweep_table, list_runs, sweep
 
     (path,) = resolve_notebooks([args.notebook])
-    if args.list:
-        print("\n".join(list_runs(path, args.grid, out=args.out, fast=args.fast)))
+    if args.list:  # one line per run as soon as it is checked (a SLURM recipe reads them as they come)
+        for line in list_runs(path, args.grid, out=args.out, fast=args.fast):
+            print(line, flush=True)
         return 0
     if args.executor == "dask" and not args.scheduler:
         print("medgan: error: --executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786).", file=sys.stderr)

@@ -18,7 +18,7 @@ import torch
 from ..core.device import device_name, get_device
 from ..core.errors import SettingError, positive_int
 from ..core.io import atomic_write_json
-from ..core.precision import CHECKED_PRECISION, cpu_has_native_bf16, precision_check_path
+from ..core.precision import CHECKED_PRECISION, cpu_has_native_bf16, mps_fp16_refusal, precision_check_path
 from ..data.load import load_dataset
 from ..evaluation.features import extract_features, train_feature_net
 from ..evaluation.generator_report import evaluate_generator
@@ -50,6 +50,8 @@ def run_precision_check(device=None, *, epochs: int = 10, seed: int = 0, dataset
     if reduced is None:
         raise SettingError(f"{dev} needs no precision check: on CUDA the policy follows the compute capability "
                            "(bf16 from 8.0, else fp16). Fix: run it with --device cpu or --device mps.")
+    if dev.type == "mps" and (why := mps_fp16_refusal()) is not None:
+        raise SettingError(why)  # its autocast would run fp32 and the check would store a false "pass"
     out = {"device": str(dev), "device_name": device_name(dev), "torch": torch.__version__, "precision": reduced,
            "dataset": dataset, "epochs": epochs, "seed": seed,
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

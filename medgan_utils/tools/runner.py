@@ -11,13 +11,15 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 import warnings
 from pathlib import Path
 
 from ..core.env import course_root
 from ..core.errors import CourseError, SettingError
-from ..core.io import folder_lock
+from ..core.io import PART_SUFFIX, WRITE_ERRNOS, folder_lock, remove_stale_parts
+from .param_rules import value_problem
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: The kernel's own log (e.g. its warning about TCP transport) stays off the learner's terminal.
@@ -72,13 +74,15 @@ def notebook_parameters(path: Path) -> dict[str, dict]:
 
 
 def check_parameters(path: Path, params: dict, raw: dict | None = None, *, skip_unknown: bool = False,
-                     known: dict | None = None) -> dict:
+                     known: dict | None = None, devices: bool = True) -> dict:
     """Validate ``params`` against the notebook's ``parameters`` cell before anything runs.
 
     Keys must be identifiers that the cell defines; values must match the default's
-    type (``None`` is accepted where the default is ``None``). Returns the values to pass
-    (a ``str`` parameter gets the text as typed). Raises :class:`SettingError` naming the fix.
-    ``known`` is the notebook's :func:`notebook_parameters`, when the caller has read it already.
+    type (``None`` is accepted where the default is ``None``) and the value rules of
+    :mod:`~medgan_utils.tools.param_rules` (ranges, sizes, and with ``devices`` a device this
+    machine has). Returns the values to pass (a ``str`` parameter gets the text as typed).
+    Raises :class:`SettingError` naming the fix. ``known`` is the notebook's
+    :func:`notebook_parameters`, when the caller has read it already.
     """
     known = notebook_parameters(path) if known is None else known
     out = {}
@@ -97,9 +101,18 @@ def check_parameters(path: Path, params: dict, raw: dict | None = None, *, skip_
         if not ok:
             example = f", e.g. -p {key} {default!r}" if default is not None else ""
             raise SettingError(f"Parameter {key} of {Path(path).stem} expects a value of type {kind} (default "
-                               f"{default!r}), got {value!r}. Fix: pass a {kind} value{example}.")
+                               f"{default!r}), got {short_repr(value)}. Fix: pass a {kind} value{example}.")
         out[key] = float(value) if kind == "float" and isinstance(value, int) else value
+        if (why := value_problem(Path(path).stem, key, out[key], devices=devices)) is not None:
+            raise SettingError(f"Parameter {key} of {Path(path).stem} {why}, got {short_repr(out[key])}. Fix: pass "
+                               f"an allowed value, or leave {key} out to use the notebook's default.")
     return out
+
+
+def short_repr(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error message never prints a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @contextlib.contextmanager
@@ -111,7 +124,7 @@ def quiet_papermill():
         lg.setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*(TCP|transport|Unable to parse).*")
+            warnings.filterwarnings("ignore", message=".*(TCP|transport|Unable to parse|does not end in).*")
             yield
     finally:
         for lg, level in zip(loggers, levels):
@@ -164,18 +177,23 @@ def temporary_environ(unset=(), **values):
 
 
 def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None, fast: bool = False,
-                 timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None) -> dict:
+                 timeout: int | None = None, kernel_name: str = "python3", folder: Path | None = None,
+                 lock: bool = True) -> dict:
     """Execute one notebook with papermill; returns a summary row (never raises on notebook errors).
 
     The notebook's output folder is locked for the run: a second run into the same
     folder is refused (:class:`~medgan_utils.core.io.FolderInUse`) instead of deleting
-    or overwriting this run's ``results.json``. ``folder`` (a sweep's run folder) replaces ``out_dir/NN_name``.
+    or overwriting this run's ``results.json``. ``folder`` (a sweep's run folder) replaces ``out_dir/NN_name``;
+    ``lock=False``: the caller holds that folder's lock already.
     """
     path = Path(path).resolve()
     folder = Path(folder).resolve() if folder is not None else Path(out_dir).resolve() / path.stem
     params = dict(parameters or {})
     if fast:
         params["FAST"] = True
+    if not lock:
+        folder.mkdir(parents=True, exist_ok=True)
+        return _execute(path, folder, params, timeout, kernel_name)
     with folder_lock(folder, "results folder", "wait for the other run to finish, or pass another --out folder"):
         return _execute(path, folder, params, timeout, kernel_name)
 
@@ -185,6 +203,9 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
 
     out_nb, results_file, kernel_log = folder / path.name, folder / "results.json", folder / KERNEL_LOG
     results_file.unlink(missing_ok=True)  # never report a stale result as this run's
+    out_nb.unlink(missing_ok=True)  # nor a stale executed notebook (papermill replaced it at the start, too)
+    remove_stale_parts(folder, path.name)  # the half-written notebook of a run that was killed (kill -9)
+    partial = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}"
     row = {"notebook": path.stem, "output": str(out_nb), "results": str(results_file), "status": "ok", "error": None}
     start = time.perf_counter()
     # Figures must land in the executed notebook: force the inline backend even if the caller's
@@ -192,15 +213,19 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
     notebook_env = temporary_environ(MEDGAN_RESULTS_DIR=str(folder), MEDGAN_HEADLESS="1", MPLBACKEND=INLINE_BACKEND)
     with notebook_env, quiet_papermill():
         try:
-            pm.execute_notebook(str(path), str(out_nb), parameters=params, cwd=str(path.parent),
+            pm.execute_notebook(str(path), str(partial), parameters=params, cwd=str(path.parent),
                                 kernel_name=kernel_name, progress_bar=False, execution_timeout=timeout,
                                 extra_arguments=KERNEL_QUIET,
                                 kernel_manager_class=kernel_manager_logging_to(kernel_log))
         except Exception as err:  # PapermillExecutionError, timeouts, dead kernels
             row["status"] = "FAILED"
             row["error"] = _short_error(err)
+            if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:  # a full disk: say which file
+                row["error"] += f" (while writing {out_nb}; free some space or pass another --out)"
             if kernel_log.is_file() and kernel_log.stat().st_size:
                 row["error"] += f" (the kernel's own messages are in {kernel_log})"
+        finally:
+            _keep_executed(partial, out_nb)
     with contextlib.suppress(OSError):
         if kernel_log.stat().st_size == 0:
             kernel_log.unlink()  # an empty log says nothing
@@ -210,14 +235,39 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
         if meta.get("duration") is not None:
             row["executed_seconds"] = round(float(meta["duration"]), 1)
     if results_file.exists():
-        rec = json.loads(results_file.read_text())
-        row["mode"] = rec.get("mode")
-        row["datasets"] = {k: v.get("used") for k, v in rec.get("datasets", {}).items()}
-        row["metrics"] = len(rec.get("metrics", {}))
+        _summarise_results(results_file, row)
     elif row["status"] == "ok":
         row["status"] = "FAILED"
         row["error"] = "the notebook finished but wrote no results.json (record_results was not reached)"
     return row
+
+
+def _summarise_results(results_file: Path, row: dict) -> None:
+    """Mode, datasets and metric count of a notebook's results.json into ``row`` (a malformed file fails the row)."""
+    from .untrusted import UnreadableRecord, read_record
+
+    try:
+        rec = read_record(results_file, "results file", fix="see the executed notebook")
+    except UnreadableRecord as err:
+        row.update(status="FAILED", error=str(err))
+        return
+    datasets, metrics = rec.get("datasets"), rec.get("metrics")
+    row["mode"] = rec.get("mode") if isinstance(rec.get("mode"), str) else None
+    row["datasets"] = ({str(k): v.get("used") for k, v in datasets.items() if isinstance(v, dict)}
+                       if isinstance(datasets, dict) else {})
+    row["metrics"] = len(metrics) if isinstance(metrics, dict) else 0
+
+
+def _keep_executed(partial: Path, out_nb: Path) -> None:
+    """Rename papermill's output over ``out_nb`` when it is a whole notebook (a failed run's too: it shows the
+    error); a file cut short (Ctrl-C during a write) is removed. A kill -9 leaves only the ``.part`` file, which
+    the next run removes: never a 0-byte or half-written notebook under the real name."""
+    try:
+        json.loads(partial.read_text(encoding="utf-8"))
+        os.replace(partial, out_nb)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 def kernel_manager_logging_to(log_path: Path):

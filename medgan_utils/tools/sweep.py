@@ -20,11 +20,9 @@ distributed scheduler instead; the layout of ``OUT`` is the same.
 """
 from __future__ import annotations
 
-import hashlib
-import itertools
+import contextlib
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -33,91 +31,14 @@ from pathlib import Path
 
 from ..core.env import read_env
 from ..core.errors import SettingError
-from ..core.io import atomic_write_json
-from .runner import check_parameters, notebook_parameters, run_notebook, temporary_environ
+from ..core.io import FolderInUse, atomic_write_json, folder_lock, lock_owner
+from .grid import MAX_RUNS, iter_plan, plan_sweep, read_grid, run_id  # noqa: F401  (the sweep's names)
+from .param_rules import value_problem
+from .runner import run_notebook, temporary_environ
 
 RUN_FILE = "run.json"
 PLAN_FILE = "sweep.json"
-GRID_KEYS = {"grid", "runs", "fixed"}
 THREAD_VARS = ("MEDGAN_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-# --------------------------------------------------------------------------- the grid
-def read_grid(grid_path) -> list[dict]:
-    """The runs a grid file asks for, in order (cartesian: the last key varies fastest)."""
-    import yaml
-
-    grid_path = Path(grid_path)
-    fix = "check the file against the example in `medgan sweep --help` (a 'grid:' or a 'runs:' section)"
-    try:
-        spec = yaml.safe_load(grid_path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise SettingError(f"Cannot read the grid file {grid_path}: {err.strerror or err}. "
-                           "Fix: pass the path of an existing YAML file.") from err
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise SettingError(f"The grid file {grid_path} is not valid YAML{line}: "
-                           f"{getattr(err, 'problem', None) or err}. Fix: {fix}.") from err
-    if not isinstance(spec, dict) or not spec or set(spec) - GRID_KEYS or ("grid" in spec) == ("runs" in spec):
-        raise SettingError(f"The grid file {grid_path} must hold exactly one of 'grid:' (name: list of values) "
-                           f"or 'runs:' (a list of parameter sets), plus an optional 'fixed:'. Fix: {fix}.")
-    fixed = spec.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        raise SettingError(f"'fixed:' in {grid_path} must map names to values. Fix: {fix}.")
-    if "grid" in spec:
-        runs = _cartesian(spec["grid"], grid_path, fix)
-    else:
-        runs = spec["runs"]
-        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-            raise SettingError(f"'runs:' in {grid_path} must be a list of name: value mappings. Fix: {fix}.")
-    if not runs:
-        raise SettingError(f"The grid in {grid_path} is empty: it gives no run. Fix: list at least one value.")
-    return [{**fixed, **r} for r in runs]
-
-
-def _cartesian(grid, grid_path: Path, fix: str) -> list[dict]:
-    if not isinstance(grid, dict) or not grid:
-        raise SettingError(f"'grid:' in {grid_path} must map each parameter to a list of values. Fix: {fix}.")
-    for key, values in grid.items():
-        if not isinstance(values, list):
-            raise SettingError(f"grid value of {key} in {grid_path} must be a list (e.g. {key}: [{values!r}]), "
-                               f"got {values!r}. Fix: put the values in square brackets.")
-        if not values:
-            raise SettingError(f"grid value of {key} in {grid_path} is an empty list, so the grid gives no run. "
-                               "Fix: list at least one value, or remove the key.")
-    keys = list(grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
-
-
-def run_id(params: dict) -> str:
-    """A readable, stable folder name for one parameter set (the same set always gets the same name)."""
-    text = json.dumps(params, sort_keys=True, default=str)
-    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-    parts = (re.sub(r"[^A-Za-z0-9.+-]+", "", f"{k}-{v}") for k, v in sorted(params.items()))
-    slug = "_".join(parts)[:60]
-    return f"{slug}_{digest}" if slug else digest
-
-
-def plan_sweep(notebook, grid_path, fast: bool = False) -> list[dict]:
-    """Checked run specs ``{index, id, params}``; every error is raised before anything runs."""
-    notebook = Path(notebook)
-    known = notebook_parameters(notebook)
-    specs, seen = [], {}
-    for i, params in enumerate(read_grid(grid_path)):
-        if fast:
-            params = {**params, "FAST": True}
-        try:
-            checked = check_parameters(notebook, params, known=known)
-        except SettingError as err:
-            raise SettingError(f"Run {i} of {grid_path} ({params}): {err}") from None
-        rid = run_id(checked)
-        if rid in seen:
-            raise SettingError(f"Runs {seen[rid]} and {i} of {grid_path} have the same parameters {checked}. "
-                               "Fix: remove the duplicate.")
-        seen[rid] = i
-        specs.append({"index": i, "id": rid, "params": checked})
-    return specs
 
 
 # --------------------------------------------------------------------------- resources
@@ -174,39 +95,59 @@ def format_worker_plan(plan: list[dict]) -> str:
 
 # --------------------------------------------------------------------------- one run
 def run_status(folder: Path) -> str:
-    """``done`` (run.json says ok and results.json exists), ``failed``, ``partial`` or ``pending``."""
+    """``done`` (run.json says ok and results.json exists), ``failed``, ``running`` (a live process holds the
+    run folder's lock), ``partial`` (interrupted, e.g. by a kill -9) or ``pending``."""
     folder = Path(folder)
     try:
         rec = json.loads((folder / RUN_FILE).read_text())
     except (OSError, ValueError):
-        return "partial" if folder.exists() else "pending"
-    if rec.get("status") == "ok" and (folder / "results.json").exists():
+        rec = None
+    if isinstance(rec, dict) and rec.get("status") == "ok" and (folder / "results.json").exists():
         return "done"
+    owner = lock_owner(folder / ".medgan.lock")
+    if owner and owner["alive"]:
+        return "running"
+    if rec is None:
+        return "partial" if folder.exists() else "pending"
     return "failed"
 
 
 def run_one(task: dict) -> dict:
-    """Execute one run (in a worker process); never raises. Writes ``run.json`` last, atomically."""
+    """Execute one run (in a worker process); never raises. The run folder's lock is held from before the old
+    ``run.json`` goes until the new one is written (last, atomically). A folder another live process holds (a
+    second sweep into the same --out, or a worker of a sweep killed with -9 still finishing) is left untouched:
+    the record says ``busy`` and nothing is written."""
     folder = Path(task["out"]) / task["id"]
-    (folder / RUN_FILE).unlink(missing_ok=True)  # from here on the run counts as half-finished
     start = time.perf_counter()
+    rec = {"index": task["index"], "id": task["id"], "notebook": Path(task["notebook"]).stem,
+           "params": task["params"], "status": "FAILED", "error": None, "seconds": 0.0, "env": task.get("env") or {},
+           "host": os.uname().nodename if hasattr(os, "uname") else None}
+    try:
+        with folder_lock(folder, "run folder", "wait for the other sweep to finish, or pass another --out folder"):
+            (folder / RUN_FILE).unlink(missing_ok=True)  # from here on the run counts as half-finished
+            rec.update(_execute_run(task, folder), seconds=round(time.perf_counter() - start, 1))
+            try:
+                atomic_write_json(folder / RUN_FILE, rec, role="run record", fix="pass a writable --out folder")
+            except Exception as err:  # disk full: the message names the file
+                rec["status"], rec["error"] = "FAILED", f"cannot write run.json: {err}"
+    except FolderInUse as err:
+        rec.update(status="busy", error=str(err))
+    except Exception as err:  # the run folder cannot be created or locked
+        rec.update(error=f"{type(err).__name__}: {err}")
+    return rec
+
+
+def _execute_run(task: dict, folder: Path) -> dict:
+    """Status and error of one notebook run (the caller holds the folder's lock)."""
     try:
         # `--only` runs here, in the caller's process: its settings must not outlive the run.
         with temporary_environ(unset=task.get("unset_env", ()), **(task.get("env") or {})):
             row = run_notebook(Path(task["notebook"]), folder.parent, task["params"], timeout=task.get("timeout"),
-                               folder=folder)
-    except Exception as err:  # a lock held by a live process, an unwritable folder, ...
+                               folder=folder, lock=False)
+    except Exception as err:  # an unwritable folder, ...
         tail = traceback.format_exc().strip().splitlines()[-4:]
         row = {"status": "FAILED", "error": f"{type(err).__name__}: " + " | ".join(tail)}
-    rec = {"index": task["index"], "id": task["id"], "notebook": Path(task["notebook"]).stem,
-           "params": task["params"], "status": row.get("status", "FAILED"), "error": row.get("error"),
-           "seconds": round(time.perf_counter() - start, 1), "env": task.get("env") or {},
-           "host": os.uname().nodename if hasattr(os, "uname") else None}
-    try:
-        atomic_write_json(folder / RUN_FILE, rec, role="run record", fix="pass a writable --out folder")
-    except Exception as err:  # pragma: no cover - disk full
-        rec["status"], rec["error"] = "FAILED", f"cannot write run.json: {err}"
-    return rec
+    return {"status": row.get("status", "FAILED"), "error": row.get("error")}
 
 
 _WORKER_ENV: dict = {}
@@ -337,14 +278,35 @@ def run_dask(tasks: list[dict], scheduler: str, client=None) -> list[dict]:
 def sweep(notebook, grid_path, out, workers: int = 1, fast: bool = False, timeout: int | None = None,
           executor: str = "local", scheduler: str | None = None, only: int | None = None,
           echo=print, client=None, n_gpus: int | None = None) -> list[dict]:
-    """Plan, skip finished runs, run the rest, write ``sweep.json``; returns one record per run, in order."""
+    """Plan, skip finished runs, run the rest, write ``sweep.json``; returns one record per run, in order.
+
+    A whole sweep holds ``OUT``'s lock, so a second sweep into the same folder is refused at once; ``only``
+    (one run of a job array, many at a time) locks just its run folder.
+    """
     specs = plan_sweep(notebook, grid_path, fast=fast)
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise SettingError(f"--out {out} is a file, not a folder. Fix: pass a folder path.")
     if only is not None:
         if not 0 <= int(only) < len(specs):
             raise SettingError(f"--only {only}: the grid has runs 0..{len(specs) - 1}. Fix: pick one of those "
                                "(see --list).")
         specs = [specs[int(only)]]
+    if executor != "dask":  # the runs start here: the devices they name must exist here
+        for spec in specs:
+            device = spec["params"].get("DEVICE")
+            if device is not None and (why := value_problem(Path(notebook).stem, "DEVICE", device)) is not None:
+                raise SettingError(f"Run {spec['index']} of {grid_path}: parameter DEVICE {why}, got {device!r}. "
+                                   "Fix: use a device this machine has, or leave DEVICE out.")
+    fix = "wait for the other sweep into this folder to finish, or pass another --out"
+    lock = contextlib.nullcontext() if only is not None else folder_lock(out, "sweep folder", fix)
+    with lock:
+        return _sweep(notebook, grid_path, out, specs, workers, timeout, executor, scheduler, only, echo, client,
+                      n_gpus)
+
+
+def _sweep(notebook, grid_path, out: Path, specs, workers, timeout, executor, scheduler, only, echo, client,
+           n_gpus) -> list[dict]:
     tasks = [{"notebook": str(Path(notebook).resolve()), "out": str(out), "timeout": timeout, **s} for s in specs]
     todo = [t for t in tasks if run_status(out / t["id"]) != "done"]
     echo(f"{len(tasks)} run(s): {len(tasks) - len(todo)} already done, {len(todo)} to run"
@@ -364,19 +326,25 @@ def sweep(notebook, grid_path, out, workers: int = 1, fast: bool = False, timeou
 
 def collect_record(out: Path, spec: dict) -> dict:
     """A run's record as stored (``run.json``), or a placeholder saying it has not finished."""
+    owner = lock_owner(Path(out) / spec["id"] / ".medgan.lock")
+    if owner and owner["alive"]:
+        return {**spec, "status": "running", "error": f"still being run by pid {owner['pid']}"
+                + (f" on {owner['host']}" if owner["host"] else "") + "; run the sweep again when it is done",
+                "seconds": 0.0}
     try:
-        return json.loads((Path(out) / spec["id"] / RUN_FILE).read_text())
+        rec = json.loads((Path(out) / spec["id"] / RUN_FILE).read_text())
+        if isinstance(rec, dict) and isinstance(rec.get("status"), str):
+            return rec
+        raise ValueError("not a run record")
     except (OSError, ValueError):
         return {**spec, "status": "missing", "error": "no run.json: not run, or interrupted", "seconds": 0.0}
 
 
-def list_runs(notebook, grid_path, out=None, fast: bool = False) -> list[str]:
-    """One line per run: ``K<TAB>run id<TAB>status<TAB>parameters as JSON`` (for job arrays)."""
-    lines = []
-    for s in plan_sweep(notebook, grid_path, fast=fast):
+def list_runs(notebook, grid_path, out=None, fast: bool = False):
+    """One line per run, as each is checked: ``K<TAB>run id<TAB>status<TAB>parameters as JSON`` (job arrays)."""
+    for s in iter_plan(notebook, grid_path, fast=fast):
         state = run_status(Path(out) / s["id"]) if out is not None else "-"
-        lines.append(f"{s['index']}\t{s['id']}\t{state}\t{json.dumps(s['params'], sort_keys=True, default=str)}")
-    return lines
+        yield f"{s['index']}\t{s['id']}\t{state}\t{json.dumps(s['params'], sort_keys=True, default=str)}"
 
 
 def format_sweep_table(records: list[dict]) -> str:

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--sync-bn", action="store_true", help="batch norm over the global batch (SyncBatchNorm)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is a GPU)")
+    p.add_argument("--share-gpu", action="store_true",
+                   help="allow more processes than GPUs (round-robin, gloo): checks the DDP path on one GPU")
     p.add_argument("--out", default="runs/ddp", help="checkpoints, results.json and final.pt (rank 0 writes)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     p.add_argument("--deterministic", action="store_true", help="no autotuned kernels or TF32 (bit-comparable runs)")
@@ -39,7 +41,7 @@ def train(args) -> dict:
     from ..gan.distributed import DistributedDCGANTrainer, close_distributed, init_distributed
     from ..nets.dcgan import make_dcgan
 
-    rank, world, device = init_distributed(args.device)
+    rank, world, device = init_distributed(args.device, share_gpus=args.share_gpu)
     try:
         data = load_dataset(args.dataset, "train", size=args.image_size)
         G, D = make_dcgan(args.image_size, channels=int(data.images.shape[1]), seed=args.seed)
