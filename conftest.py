@@ -17,9 +17,13 @@ import pytest
 os.environ.setdefault("MEDGAN_FAST", "1")
 os.environ["MEDGAN_HEADLESS"] = "1"
 os.environ.setdefault("MEDGAN_RESULTS_DIR", tempfile.mkdtemp(prefix="medgan-test-results-"))
-# nbval's kernels write each notebook's results.json into a folder of its own, checked at the end of the session
-# against the evidence standard (course.evidence_keys): every CI run checks what the real notebooks write.
-NOTEBOOK_RESULTS = Path(tempfile.mkdtemp(prefix="medgan-nbval-results-"))
+# nbval executes every notebook once, and that execution is kept: each notebook's results.json and (when all its
+# cells passed) its executed copy go to MEDGAN_NBVAL_RUN_DIR/<notebook>/, the layout of `medgan run`. The end of the
+# session checks every results.json against the evidence standard (course.evidence_keys), and tests/test_site.py
+# builds the course website from these copies (`medgan site --from-run`): CI executes each notebook once.
+NOTEBOOK_RESULTS = Path(os.environ.get("MEDGAN_NBVAL_RUN_DIR") or tempfile.mkdtemp(prefix="medgan-nbval-run-"))
+os.environ["MEDGAN_NBVAL_RUN_DIR"] = str(NOTEBOOK_RESULTS)
+_nb_failed: set = set()
 # A fresh cache (feature nets, stored precision checks): the tests never depend on what this machine stored.
 os.environ.setdefault("MEDGAN_CACHE_DIR", tempfile.mkdtemp(prefix="medgan-test-cache-"))
 
@@ -48,6 +52,35 @@ def pytest_runtest_setup(item):
         os.environ["MEDGAN_RESULTS_DIR"] = str(NOTEBOOK_RESULTS / path.stem)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Keep what nbval's kernel printed and drew in the notebook's cell, so that the executed copy can be saved."""
+    yield
+    outputs, cell = getattr(item, "test_outputs", None), getattr(item, "cell", None)
+    if outputs is not None and cell is not None:
+        import nbformat
+
+        cell.outputs = [nbformat.from_dict(dict(o)) for o in outputs]
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """After a notebook's last cell: save its executed copy, unless a cell failed (a site needs whole notebooks)."""
+    path = Path(str(item.fspath))
+    if path.suffix != ".ipynb" or (nextitem is not None and Path(str(nextitem.fspath)) == path):
+        return
+    book = getattr(item.parent, "nb", None)
+    if book is None or path.stem in _nb_failed:
+        return
+    import nbformat
+
+    from medgan_utils.core.io import atomic_write_text
+
+    for cell in book.cells:
+        if cell.cell_type == "code":
+            cell.setdefault("outputs", [])
+    atomic_write_text(NOTEBOOK_RESULTS / path.stem / path.name, nbformat.writes(book))
+
+
 def _evidence_failures() -> dict:
     """{notebook: [problems]} for the notebooks nbval ran that must meet the evidence standard."""
     import json
@@ -72,6 +105,8 @@ def pytest_runtest_logreport(report):
     path = str(getattr(report, "fspath", "") or report.nodeid.split("::")[0])
     if path.endswith(".ipynb") and report.when == "call":
         _nb_seconds[Path(path).stem] += report.duration
+    if path.endswith(".ipynb") and report.failed:
+        _nb_failed.add(Path(path).stem)
 
 
 def _fast() -> bool:

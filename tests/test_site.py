@@ -6,8 +6,8 @@
   figures, *Next* goes to the next notebook, search finds a page, no request leaves 127.0.0.1, and the console has
   no errors. A screenshot is saved to ``$MEDGAN_TEST_ARTIFACTS`` (default ``runs/test-artifacts/``).
 
-``.ci/run`` builds the whole site in fast mode first and points ``MEDGAN_SITE_DIR`` at it; without that variable
-the fixture builds a two-notebook site (00, 01) in fast mode.
+In the full test session nbval executes the notebooks first (``testpaths``), and the site is built from those
+executed copies; run alone, the fixture builds a two-notebook site (00, 01) in fast mode.
 """
 import functools
 import http.server
@@ -49,12 +49,19 @@ def test_badges_and_bootstrap_cells_point_at_the_repository_named_once():
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
+    """The whole course site built from the copies nbval executed in this session (``conftest.py`` keeps them in
+    ``MEDGAN_NBVAL_RUN_DIR``): CI executes each notebook once. ``MEDGAN_SITE_DIR`` names a site built already;
+    without either, a two-notebook site (00, 01) is built here."""
+    from medgan_utils.tools.site import build_site
+
     given = os.environ.get("MEDGAN_SITE_DIR")
     if given and (Path(given) / "html" / "index.html").is_file():
         return Path(given)
-    from medgan_utils.tools.site import build_site
-
     out = tmp_path_factory.mktemp("site")
+    executed = Path(os.environ.get("MEDGAN_NBVAL_RUN_DIR", "")) if os.environ.get("MEDGAN_NBVAL_RUN_DIR") else None
+    if executed and all((executed / nb.stem / nb.name).is_file() for nb in NOTEBOOKS):
+        build_site(out, from_run=executed, echo=lambda *a, **k: None)
+        return out
     build_site(out, notebooks=["00", "01"], echo=lambda *a, **k: None)
     return out
 
@@ -198,3 +205,15 @@ def test_instructor_timings_match_benchmarks():
     assert set(_seconds(schedules)) <= set(_seconds(bench)), "a schedule quotes a time BENCHMARKS.md does not have"
     for needed in ("medgan data fetch --all", "medgan env", "show_solution", "MEDGAN_FAST=1", "Colab", "checklist"):
         assert needed in doc
+
+
+def test_ci_executes_each_notebook_once():
+    """nbval runs the notebooks first and keeps the executed copies; the site is built from them, not re-run."""
+    commands = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+                if ln.strip() and not ln.strip().startswith("#")]
+    assert not [c for c in commands if re.search(r"\bmedgan (site|run|sweep)\b", c)], commands
+    assert "pytest" in commands
+    testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["testpaths"]
+    assert testpaths[0] == "notebooks"
+    conftest = (ROOT / "conftest.py").read_text()
+    assert "MEDGAN_NBVAL_RUN_DIR" in conftest and "def pytest_runtest_teardown" in conftest
