@@ -27,7 +27,28 @@ def test_tiny_bench_returns_three_ratios():
     assert res["device"] == "cpu" and res["size"] == 28 and res["batch"] == 32 and res["tf32"] is False
     assert len(res["windows"]["ours_fp32"]) == 2 and len(res["windows"]["reference"]) == 2
     assert res["data_dtype"] == "uint8"
+    from medgan_utils.core.precision import cpu_class
+    assert res["cpu_class"] == cpu_class() != ""                # the CPU class is reported (see the test below)
+    assert 4 * 32 <= res["n_images_fit"] <= 256           # fit() ran on a subset sized to the measured rate
     json.dumps(res)  # the CLI prints it as JSON
+
+
+def test_cpu_class_follows_the_avx2_setting():
+    """ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 makes any x86 machine an AVX2 laptop: class avx2, no bf16,
+    and a precision verdict stored under another name than the native class's."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the AVX2 setting exists on x86 only")
+    code = ("from medgan_utils.core.precision import cpu_class, precision_check_path, resolve_precision; "
+            "print(cpu_class(), precision_check_path('cpu').name, resolve_precision('auto', 'cpu'))")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    cls, path, precision = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                          check=True).stdout.split()
+    assert cls == "avx2" and "avx2" in path and precision == "fp32"
 
 
 @pytest.mark.skipif(not __import__("medgan_utils.core.precision", fromlist=["x"]).cpu_has_native_bf16(),

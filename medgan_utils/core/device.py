@@ -117,9 +117,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def configure_threads(n: int | None = None) -> int:
-    """Use ``n`` intra-op threads (default ``MEDGAN_THREADS``, else every core); returns the count."""
+    """Use ``n`` intra-op threads; returns the count. By default ``MEDGAN_THREADS``, else the cores this process
+    may use that other live course kernels leave free (at least one; :mod:`~medgan_utils.core.cores`)."""
     if n is None:
-        n = read_env().threads or (os.cpu_count() or 1)
+        from .cores import threads_for_new_kernel
+
+        n = read_env().threads or threads_for_new_kernel()
     n = int(n)
     if n < 1:
         raise CourseError(f"threads must be >= 1, got {n}. Fix: pass a positive number.")

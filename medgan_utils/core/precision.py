@@ -72,6 +72,19 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def cpu_class() -> str:
+    """The CPU's kernel class as torch dispatches it: ``"avx512+bf16"``, ``"avx512"``, ``"avx2"``, ``"default"``...
+
+    It follows ``ATEN_CPU_CAPABILITY`` and ``ONEDNN_MAX_CPU_ISA``, so ``ATEN_CPU_CAPABILITY=avx2
+    ONEDNN_MAX_CPU_ISA=AVX2`` makes any x86 machine behave, and be labelled, like an AVX2 laptop.
+    """
+    try:
+        cap = str(torch.backends.cpu.get_cpu_capability()).lower()
+    except Exception:  # pragma: no cover - an old torch
+        cap = "unknown"
+    return cap + ("+bf16" if cpu_has_native_bf16() else "")
+
+
 def native_bf16(device) -> bool:
     """Whether ``device`` computes bf16 natively (CUDA ≥ 8.0, or a CPU with native bf16)."""
     device = torch.device(device)
@@ -91,6 +104,8 @@ def precision_check_path(device, device_label: str | None = None):
     """Where the stored precision check of this device type, model and torch version lives."""
     device = torch.device(device)
     label = device_label or device_name(device)
+    if device.type == "cpu" and device_label is None:  # one verdict per CPU class: an AVX2 run never reuses AVX-512's
+        label = f"{label} {cpu_class()}"
     version = torch.__version__.split("+")[0]
     return cache_dir() / "checks" / f"precision_{device.type}_{_slug(label)}_torch{version}.json"
 

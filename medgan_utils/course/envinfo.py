@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from ..core.device import DeviceUnavailable, device_name, get_device
+from ..core.cores import live_kernels, usable_cores
 from ..core.env import data_dir, read_env
 from ..core.precision import native_bf16, resolve_precision
 from ..data.download import check_file
@@ -82,7 +83,9 @@ def environment_report(datasets=None) -> dict:
         "gpu": _gpu_info(),
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
+        "course_kernels": live_kernels(),
         "fast_mode": env.fast,
         "require_real_data": env.require_real_data,
         "offline": env.offline,
@@ -100,9 +103,11 @@ def format_report(rep: dict) -> str:
         f"device        {rep['device'] + ' (' + str(rep['device_name']) + ')' if rep['device'] else 'ERROR: ' + str(rep['device_error'])}",
         f"gpu           {_gpu_line(rep['gpu'])}",
         f"precision     auto -> {rep['precision_auto']}",
-        f"threads       {rep['torch_threads']} torch threads, {rep['cpu_count']} CPUs",
+        f"threads       {rep['torch_threads']} torch threads, {rep.get('usable_cores', rep['cpu_count'])} usable "
+        f"core(s) of {rep['cpu_count']} CPUs",
         f"mode          {'FAST' if rep['fast_mode'] else 'full'}; require real data: {rep['require_real_data']}; offline: {rep['offline']}",
         f"data dir      {rep['data_dir']} ({'writable' if rep['data_dir_writable'] else 'read-only'})",
+        *_kernel_lines(rep),
         "datasets:",
     ]
     for d in rep["datasets"]:
@@ -111,6 +116,22 @@ def format_report(rep: dict) -> str:
             state += " [documented variant]"
         lines.append(f"  {d['name']:<16} {d['size']:>4} px  {d['file']:<22} {state}")
     return "\n".join(lines)
+
+
+def _kernel_lines(rep: dict) -> list[str]:
+    """Live course kernels, and a warning when their threads add up to more than the usable cores."""
+    kernels = rep.get("course_kernels") or []
+    if not kernels:
+        return ["kernels       no other course kernel is running"]
+    used = sum(k["threads"] for k in kernels)
+    line = (f"kernels       {len(kernels)} course kernel(s) running (pid "
+            + ", ".join(f"{k['pid']}: {k['threads']} thread(s)" for k in kernels) + ")")
+    cores = rep.get("usable_cores") or rep["cpu_count"] or 1
+    if used >= cores:
+        return [line, f"WARNING: they use {used} thread(s) on {cores} core(s): a new notebook gets 1 thread, and "
+                      "threads that share a core slow every kernel 3-4x. Fix: shut down the notebooks you are not "
+                      "using (Kernel > Shut Down Kernel), or set MEDGAN_THREADS."]
+    return [line]
 
 
 def _gpu_line(gpu: dict | None) -> str:

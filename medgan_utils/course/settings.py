@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.cores import in_kernel, register_kernel
 from ..core.device import (backend_flags, configure_threads, determinism_status, device_name, get_device,
                            seed_everything)
 from ..core.env import TRUE_WORDS, data_dir, read_env
@@ -73,7 +74,9 @@ def setup(FAST=None, DEVICE=None, SEED: int = 0, deterministic: bool = True, qui
     """One call at the top of every notebook: mode, device, seed, threads and backend flags; prints them."""
     fast = is_fast(FAST)
     device = get_device(DEVICE)
-    threads = configure_threads()
+    threads = configure_threads()   # MEDGAN_THREADS, else the cores other live course kernels leave free
+    if in_kernel():
+        register_kernel(threads)    # so that a second notebook opened now does not oversubscribe the cores
     seed_everything(SEED, deterministic=deterministic)
     reset_datasets_used()
     cfg = Settings(fast=fast, device=device, seed=int(SEED), threads=threads, data_dir=data_dir())

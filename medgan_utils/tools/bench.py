@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..core.device import device_name, get_device, set_backend_flags, synchronize
 from ..core.errors import SettingError, positive_int
-from ..core.precision import resolve_precision
+from ..core.precision import cpu_class, resolve_precision
 from ..data.imageset import from_uint8, to_uint8
 from ..gan.trainer import DCGANTrainer
 from ..nets.dcgan import dcgan_layout, make_dcgan
@@ -157,7 +157,7 @@ def check_bench_args(size, batch, channels, seconds, n_images) -> tuple[int, int
 def run_dcgan_bench(size: int = 64, batch: int = 128, device=None, channels: int = 1, seconds: float | None = None,
                     *, precision: str = "auto", compile=False, windows: int = 3, n_images: int = 4708,
                     latent_dim: int = 100, base: int = 64, num_workers: int = 2, warmup: int = 3, seed: int = 0,
-                    fit_epochs: int = 1, verbose: bool = False) -> dict:
+                    fit_epochs: int = 1, fit_seconds: float = 8.0, verbose: bool = False) -> dict:
     """Images per second of our DCGAN trainer (fp32 and best precision, steps and fit) and of the tutorial loop.
 
     ``seconds`` is the timed time per implementation, split over ``windows`` windows
@@ -193,7 +193,13 @@ def run_dcgan_bench(size: int = 64, batch: int = 128, device=None, channels: int
     if best == "fp32":
         rates["ours_best"] = rates["ours_fp32"]
     med = {k: statistics.median(v) for k, v in rates.items()}
-    fit = impls["ours_best"].fit(impls["ours_best"].epoch + positive_int(fit_epochs, "fit_epochs"))
+    # fit() on a subset sized to about `fit_seconds` at the measured rate: an epoch of all 4,708 images at 64 px
+    # takes minutes on an AVX2 laptop, and the per-epoch costs fit() adds do not need the whole set to show
+    n_fit = int(min(n_images, max(4 * batch, med["ours_best"] * float(fit_seconds))))
+    G, D = make_dcgan(size, channels, latent_dim, base, seed=seed)
+    fitter = DCGANTrainer(G, D, images[:n_fit], device=dev, batch_size=batch, precision=best, compile=compile,
+                          progress=False, seed=seed)
+    fit = fitter.fit(positive_int(fit_epochs, "fit_epochs"))
     fit_rate = fit["img_per_s"] or 0.0
     return {
         "ours_fp32_img_s": round(med["ours_fp32"], 1), "ours_best_img_s": round(med["ours_best"], 1),
@@ -202,13 +208,15 @@ def run_dcgan_bench(size: int = 64, batch: int = 128, device=None, channels: int
                    "best_precision_vs_fp32": round(med["ours_best"] / med["reference"], 3),
                    "fit_vs_run_steps": round(fit_rate / med["ours_best"], 3)},
         "ratio": round(med["ours_best"] / med["reference"], 3),
-        "device": str(dev), "device_name": device_name(dev), "size": size, "batch": batch, "channels": channels,
+        "device": str(dev), "device_name": device_name(dev), "cpu_class": cpu_class(), "size": size, "batch": batch,
+        "channels": channels,
         "precision": best, "reference_precision": "fp32",
         "tf32": bool(dev.type == "cuda" and torch.cuda.get_device_capability(dev) >= (8, 0)),
         "channels_last": impls["ours_best"].channels_last, "data_dtype": impls["ours_best"].data_dtype,
         "compile": compile if isinstance(compile, str) else bool(compile), "first_step_s": round(first_step_s, 2),
         "windows": {k: [round(v, 1) for v in vals] for k, vals in rates.items()},
-        "seconds_per_implementation": seconds, "n_images": n_images, "num_workers_reference": int(num_workers),
+        "seconds_per_implementation": seconds, "n_images": n_images, "n_images_fit": n_fit,
+        "num_workers_reference": int(num_workers),
         "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
     }
 
