@@ -10,7 +10,7 @@ from pathlib import Path
 from ..core.device import DeviceUnavailable, device_name, get_device
 from ..core.cores import live_kernels, usable_cores
 from ..core.env import data_dir, read_env
-from ..core.precision import native_bf16, resolve_precision
+from ..core.precision import cpu_class, native_bf16, resolve_precision
 from ..data.download import check_file
 from ..data.registry import COURSE_DATASETS, file_spec
 
@@ -84,6 +84,7 @@ def environment_report(datasets=None) -> dict:
         "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         "cpu_count": os.cpu_count(),
         "usable_cores": usable_cores(),
+        "cpu_class": cpu_class(),
         "torch_threads": torch.get_num_threads(),
         "course_kernels": live_kernels(),
         "fast_mode": env.fast,
@@ -102,7 +103,7 @@ def format_report(rep: dict) -> str:
         "packages      " + ", ".join(f"{k} {v}" for k, v in rep["versions"].items()),
         f"device        {rep['device'] + ' (' + str(rep['device_name']) + ')' if rep['device'] else 'ERROR: ' + str(rep['device_error'])}",
         f"gpu           {_gpu_line(rep['gpu'])}",
-        f"precision     auto -> {rep['precision_auto']}",
+        f"precision     auto -> {rep['precision_auto']} (CPU class {rep.get('cpu_class', '?')})",
         f"threads       {rep['torch_threads']} torch threads, {rep.get('usable_cores', rep['cpu_count'])} usable "
         f"core(s) of {rep['cpu_count']} CPUs",
         f"mode          {'FAST' if rep['fast_mode'] else 'full'}; require real data: {rep['require_real_data']}; offline: {rep['offline']}",
