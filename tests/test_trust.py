@@ -189,3 +189,40 @@ def test_residual_features_see_smooth_texture():
     f_noisy, f_smooth = residual_features(noisy, region), residual_features(smooth, region)
     assert f_noisy.shape == (2, 6)
     assert (f_smooth[:, 2] < f_noisy[:, 2] - 1).all()  # inside much smoother than its ring
+
+
+def test_a_dp_step_clips_one_gradient_per_real_image_and_no_fake_one(monkeypatch):
+    """DP-SGD's guarantee needs each patient to add exactly one clipped gradient per update (issue 22). Fed the old
+    code, where the fakes went through D with the reals, opacus clipped 2 gradients per real image."""
+    import warnings
+
+    from opacus import PrivacyEngine
+    from opacus.optimizers import DPOptimizer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from medgan_utils.gan import private
+    from medgan_utils.nets import make_dcgan
+
+    clipped = []
+    original = DPOptimizer.clip_and_accumulate
+
+    def spy(self):
+        clipped.append(len(self.grad_samples[0]))
+        return original(self)
+
+    monkeypatch.setattr(DPOptimizer, "clip_and_accumulate", spy)
+    torch.manual_seed(0)
+    G, D = make_dcgan(28, 1, 16, base=8, seed=0, d_norm="none")
+    images = torch.rand(40, 1, 28, 28) * 2 - 1
+    opt_D = torch.optim.Adam(D.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        D, opt_D, _ = PrivacyEngine().make_private(module=private._no_inplace(D), optimizer=opt_D,
+                                                   data_loader=DataLoader(TensorDataset(images), batch_size=8),
+                                                   noise_multiplier=1.0, max_grad_norm=1.0)
+        before = [p.detach().clone() for p in D.parameters()]
+        batches = [(images[:5],), (images[5:12],)]          # two Poisson draws: 5, then 7 real images
+        private._gan_updates(G, D, torch.optim.Adam(G.parameters()), opt_D, batches, 2, 16, torch.device("cpu"),
+                             torch.Generator().manual_seed(0), n_fake=8)
+    assert clipped == [5, 7]                                  # one clipped gradient per real image, none per fake
+    assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))  # and D did learn

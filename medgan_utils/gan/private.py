@@ -6,8 +6,14 @@ are post-processing of a private model. Each D update draws a Poisson-sampled ba
 ``noise_multiplier · max_grad_norm`` and steps. The accountant (opacus's RDP accountant) turns the noise, the
 sampling rate and the number of updates into the (ε, δ) that the whole training spends.
 
-Fake images pass through D in the same forward pass as the real ones; their per-sample gradients are clipped
-too but they hold no private data, so the accounting (one clipped gradient per real image per update) holds.
+**One clipped gradient per patient.** D's loss has a real term and a fake term. If fake images went through D in
+the same forward pass as the real ones, opacus would clip *their* per-sample gradients as well, and a batch of n
+Poisson-sampled real images would bring n fakes with it: adding one patient would add two clipped gradients, so
+the sensitivity would be 2C, not the C the accountant assumes (at σ = 1.5 that is ε ≈ 36, not 10). So the fake
+term is computed apart: its gradient goes through no per-sample hook, its batch size is fixed (the expected real
+batch size, never the drawn one), and it holds no private data (G is post-processing of earlier private steps).
+Then the real images go through opacus (one clipped gradient each, noise, scaling), the fake gradient is added,
+and the optimiser steps.
 D needs no batch norm (it mixes images within a batch): use ``make_dcgan(..., d_norm="none")``.
 ``target_epsilon=None`` trains the same loop without clipping or noise (the non-private reference).
 """
@@ -85,29 +91,62 @@ def _no_inplace(D: nn.Module) -> nn.Module:
     return D
 
 
-def _gan_updates(G, D, opt_G, opt_D, batches, steps, latent_dim, device, gen):
-    """The loop shared by the private and the non-private run: D on real + fake (one pass), then G."""
+def _bce(logits, target: float):
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, float(target)))
+
+
+def _d_update(D, opt_D, real, fake) -> torch.Tensor:
+    """D's update on ``real`` and ``fake`` images: ``BCE(D(real), 1) + BCE(D(fake), 0)``, each a mean.
+
+    With opacus (``D`` has ``disable_hooks``), only the real term gets per-sample gradients: one clipped gradient
+    per real image, then noise; the fake term's ordinary gradient is added after the privacy step.
+    """
+    if not hasattr(D, "disable_hooks"):  # the non-private reference: the same loss, one backward
+        loss = _bce(D(real), 1.0) + _bce(D(fake), 0.0)
+        opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_D.step()
+        return loss.detach()
+    params = [p for p in D.parameters() if p.requires_grad]
+    D.disable_hooks()
+    try:
+        loss_fake = _bce(D(fake), 0.0)
+        fake_grads = torch.autograd.grad(loss_fake, params)
+    finally:
+        D.enable_hooks()
+    opt_D.zero_grad(set_to_none=True)
+    loss_real = _bce(D(real), 1.0)
+    loss_real.backward()          # opacus: one per-sample gradient for each real image, nothing else
+    if opt_D.pre_step():          # clip each to C, add N(0, σ²C²), divide by the expected batch size
+        for p, g in zip(params, fake_grads):
+            p.grad.add_(g.view_as(p.grad))
+        opt_D.original_optimizer.step()
+    return (loss_real + loss_fake).detach()
+
+
+def _gan_updates(G, D, opt_G, opt_D, batches, steps, latent_dim, device, gen, n_fake=None):
+    """The loop shared by the private and the non-private run: D (real term private, fake term apart), then G.
+
+    ``n_fake`` fixes how many fakes each update uses (the expected real batch size): it must not follow the
+    Poisson-drawn number of real images, or a patient's presence would change the fake term too.
+    """
     history = {"loss_D": [], "loss_G": []}
     done = 0
     while done < steps:
         for (real,) in batches:
-            if len(real) == 0:  # Poisson sampling can draw an empty batch: an update with noise only
+            if len(real) == 0:  # an empty Poisson draw (probability (1 - q)^n): no update
                 continue
             real = real.to(device)
-            z = torch.randn(len(real), latent_dim, 1, 1, generator=gen).to(device)
+            m = int(n_fake or len(real))
+            z = torch.randn(m, latent_dim, 1, 1, generator=gen).to(device)
             fake = G(z)
-            logits = D(torch.cat([real, fake.detach()]))
-            target = torch.cat([torch.ones(len(real)), torch.zeros(len(real))]).to(device)
-            loss_D = F.binary_cross_entropy_with_logits(logits, target)
-            opt_D.zero_grad(set_to_none=True)
-            loss_D.backward()
-            opt_D.step()
+            loss_D = _d_update(D, opt_D, real, fake.detach())
             D.requires_grad_(False)
             hooks = getattr(D, "disable_hooks", None)  # opacus: no per-sample gradients in G's update
             if hooks:
                 hooks()
             try:
-                loss_G = F.binary_cross_entropy_with_logits(D(fake), torch.ones(len(real), device=device))
+                loss_G = _bce(D(fake), 1.0)
                 opt_G.zero_grad(set_to_none=True)
                 loss_G.backward()
                 opt_G.step()
@@ -115,7 +154,7 @@ def _gan_updates(G, D, opt_G, opt_D, batches, steps, latent_dim, device, gen):
                 D.requires_grad_(True)
                 if hooks:
                     D.enable_hooks()
-            history["loss_D"].append(float(loss_D.detach()))
+            history["loss_D"].append(float(loss_D))
             history["loss_G"].append(float(loss_G.detach()))
             done += 1
             if done >= steps:
@@ -163,7 +202,8 @@ def train_private_gan(G: nn.Module, D: nn.Module, images: torch.Tensor, *, steps
         # opacus's per-image hooks on D fire although D's inputs (images) need no gradient; torch warns, harmlessly
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         torch.manual_seed(int(seed))  # Poisson sampling draws from the global RNG
-        history = _gan_updates(G, D, opt_G, opt_D, loader, steps, getattr(G, "latent_dim", 100), device, gen)
+        history = _gan_updates(G, D, opt_G, opt_D, loader, steps, getattr(G, "latent_dim", 100), device, gen,
+                               n_fake=batch_size)
     if target_epsilon is not None:
         eps = float(engine.accountant.get_epsilon(delta))
         D = D._module
