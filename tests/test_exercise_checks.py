@@ -550,3 +550,188 @@ def test_medgan_exercises_json_lists_every_student_exercise_id_as_checked(capsys
     text = capsys.readouterr().out
     assert "02.4   02_minimax_loss.ipynb    yes" in text
     assert f"{len(rows)} exercises, {len(rows)} checked" in text
+
+
+# ------------------------------------------------------------------------------------------ every exercise in batch mode
+
+def _imageset(n_per_class, size=28, seed=0, masks=False, name="breastmnist"):
+    labels = _labels(n_per_class)
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(len(labels), 1, size, size, generator=g) * 2 - 1
+    m = (torch.rand(len(labels), 1, size, size, generator=g) > 0.8).float() if masks else None
+    return mu.ImageSet(images=images, labels=labels, name=name, used=name, split="train", size=size,
+                       label_names={0: "malignant", 1: "benign"}, masks=m, info={"source": "real"})
+
+
+def _cfg():
+    return SimpleNamespace(device=torch.device("cpu"), fast=True, seed=0, pick=lambda fast=None, full=None, gpu=None: fast)
+
+
+def _temporary_env(**values):
+    import contextlib
+    import os
+
+    @contextlib.contextmanager
+    def cm():
+        old = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in old.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return cm()
+
+
+def _tiny_short_run(d_net=None, lr_G=2e-4, lr_D=2e-4, data=None, seed=0):
+    return _dcgan_trainer(lr_G=lr_G, lr_D=lr_D, d=d_net, fit=1)
+
+
+def _lesson(eid):
+    """The lesson's objects that exercise ``eid``'s stored solution and check read, as small stand-ins."""
+    import matplotlib.pyplot as plt
+
+    base = {"torch": torch, "F": F, "np": np, "math": math, "plt": plt, "SEED": 0, "cfg": _cfg(), **vars(mu)}
+    nn = eid[:2]
+    if nn == "00":
+        return {**base, "temporary_env": _temporary_env, "os": __import__("os"),
+                "environment_report": lambda: {"datasets": []}}
+    if nn == "01":
+        busi = _busi_train()
+        data = {**_pneumonia(), "breastmnist": _case_01_3()[0]["DATA"]["breastmnist"],
+                "busi": {"test": _Set(images=torch.cat([busi.images[[4, 1]] + 0.01, _images(3, 16, seed=9)]))}}
+        data["pneumoniamnist"]["test"].used = "pneumoniamnist"
+        return {**base, "DATA": data, "busi_train": _imageset([3, 3], 16, masks=True, name="busi"),
+                "REAL": {"breastmnist": True}}
+    if nn == "02":
+        traces = {0: _trace([3, 3, 3], 1), 1: _trace([2, 5, 5], 1)}
+        return {**base, "p_data": _p_data(), "c_of_g": _c_of_g_from_notebook(), "p_ref": mu.Mixture1D.gaussian(0, 1),
+                "train_ring_gan": lambda lr_g, steps, seed, eval_every: (None, _trace([3, 3, 5], 1, steps)),
+                "hops": lambda tr: sum(a != b for a, b in zip([int(t[3][1].argmax()) for t in tr],
+                                                              [int(t[3][1].argmax()) for t in tr][1:])),
+                "EX_RING_STEPS": 600, "RING_STEPS": 3000, "grading_toy_trainer": _toy_trainer, "_t": traces}
+    if nn == "03":
+        return _lesson_03(base)
+    if nn == "04":
+        return _lesson_04(base)
+    if nn == "05":
+        return _lesson_05(base)
+    if nn == "06":
+        return _lesson_06(base)
+    if nn == "07":
+        return _lesson_07(base)
+    return _lesson_08(base)
+
+
+def _lesson_03(base):
+    b = _imageset([6, 10])
+    b.used = "phantom"  # a stand-in for BreastMNIST: not the real 546 images
+    res = {"fd": 3.0, "memorisation": {"ratio": 0.9, "copy_fraction": 0.02, "test_copy_fraction": 0.01}}
+    return {**base, "grading_trainer": _dcgan_trainer, "short_run": _tiny_short_run, "quick_fd": lambda t: (2.0, 1.0),
+            "train": b, "size": 28, "ex_train": b.images[:32], "LATENT_DIM": 16, "BATCH_SIZE": 16, "LR": 2e-4,
+            "betas": (0.5, 0.999), "PRECISION": "fp32", "train_step": mu.dcgan_step,
+            "load_dataset": lambda *a, **k: b, "train_feature_net": lambda *a, **k: (None, {}),
+            "evaluate_generator": lambda *a, **k: res, "evaluation_table": lambda r: "(table)",
+            "make_dcgan": lambda size, ch, latent=16, base=8, seed=0: mu.make_dcgan(size, ch, 16, 8, seed=seed),
+            "DCGANTrainer": _small_dcgan_trainer}
+
+
+def _small_dcgan_trainer(g, d, data, **kw):
+    kw = {**kw, "batch_size": 16, "device": "cpu"}
+    data = data.images[:32] if hasattr(data, "images") else data[:32]
+    return mu.DCGANTrainer(g, d, data, **{k: v for k, v in kw.items() if k != "on_diverge"})
+
+
+def _lesson_04(base):
+    train, val = _imageset([10, 30]), _imageset([6, 10], seed=1)
+    idx = torch.arange(40)
+    pair = lambda seed: mu.make_conditional_gan(2, 28, 1, 100, 8, seed=seed)  # noqa: E731
+    gan = mu.DCGANTrainer(*pair(0), train, step_fn=mu.cgan_step, device="cpu", batch_size=16, precision="fp32",
+                          progress=False, seed=0)
+    gan.run_steps(1)
+    fnet = mu.make_classifier("cnn", 1, 2, seed=0).eval()
+    return {**base, "grading_trainer": _cgan_trainer, "fractions": [0.25], "seeds": [0], "gans": {(0.25, 0): (idx, gan)},
+            "train": train, "val": val, "make_pair": pair, "BATCH_SIZE": 16, "cgan_train_step": mu.cgan_step,
+            "PRECISION": "fp32", "LR_GAN": 2e-4, "gan_steps": 2, "n_classes": 2, "fnet": fnet, "positive": 0,
+            "DEFAULT_RATIO": 1.0, "CLASSIFIER": "cnn", "channels": 1, "clf_steps": 2, "task": "binary-class",
+            "LR_CLF": 1e-3, "clf_precision": "fp32", "disease": {"name": "malignancy", "label": "malignant"},
+            "TEST": SimpleNamespace(times_opened=1)}
+
+
+def _lesson_05(base):
+    from tests.test_exercises import _pair_trainer
+
+    val = _imageset([4, 4], 32, masks=True, name="busi")
+    trained = _pair_trainer(mu.adversarial_segmentation_step, 10.0)
+    trained.best = {"score": 0.4, "step": 1}
+    return {**base, "grading_trainer": _seg_trainer, "train": _imageset([8, 8], 32, masks=True, name="busi"),
+            "val": val, "seeds": [0], "fractions": [1.0], "seg_steps": 2, "train_segmenter": lambda *a, **k: trained,
+            "runs": [{"arm": "unet", "fraction": 1.0, "seed": 0, "val_dice": 0.6}]}
+
+
+def _lesson_06(base):
+    lesson = {k: v for k, v in _case_06_2()[0].items() if k in ("data", "downstream", "task_kind", "positive",
+                                                                 "READ_NOISE")}
+    pairs = {k: v for k, v in _case_06_3()[0].items() if k in ("tasks", "val_pairs", "levels", "hardest", "sigma")}
+    identity = SimpleNamespace(predict=lambda x, net="G": x * 0.9)
+    grading = lambda step, lambda_adv=0.1: __import__("tests.test_exercises", fromlist=["x"])._pair_trainer(  # noqa
+        step, lambda_adv, nets=("G", "D"))
+    return {**base, **lesson, **pairs, "lambdas": [0.1], "grading_trainer": grading,
+            "enhancers": {("denoise", 0.0, 0): identity, ("denoise", 0.1, 0): identity}}
+
+
+def _lesson_07(base):
+    train = _imageset([16, 16])
+    variants = dict(mu.STABILITY_VARIANTS)
+
+    def train_image_gan(name, images, **kw):
+        opts = variants[name]
+        t = _dcgan_trainer(lr_G=opts["lr_G"], lr_D=opts["lr_D"], fit=1)
+        t.g_loss_name = opts["loss"]
+        return t
+
+    return {**base, "train": train, "epochs": 2, "BASE": 8, "BATCH_SIZE": 16, "make_variant_step": None,
+            "train_image_gan": train_image_gan, "STABILITY_VARIANTS": variants}
+
+
+def _lesson_08(base):
+    answers = {"targeted_pgd", "share_called", "black_auc", "white_auc"}
+    lesson = {k: v for k, v in {**_case_08_1()[0], **_case_08_2()[0]}.items() if k not in answers}
+    rows_ns = {"detector_rows": None}
+    g = torch.Generator().manual_seed(0)
+
+    def detector_data(images, masks, mode, seed):
+        x = torch.randn(len(images) * 2, 4, generator=torch.Generator().manual_seed(seed + len(mode))).numpy()
+        y = np.array([0, 1] * len(images))
+        x[y == 1] += 0.5
+        return x, y
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    busi = _imageset([6, 6], 16, masks=True, name="busi")
+    timgs, tmasks = busi.images[:8], busi.masks[:8]
+    rows = []
+    for mode in ("local", "blended"):
+        x_fit, y_fit = detector_data(busi.images[:12], busi.masks[:12], mode, 1)
+        x_t, y_t = detector_data(timgs, tmasks, mode, 0)
+        clf = LogisticRegression(max_iter=2000).fit(x_fit, y_fit)
+        rows.append({"mode": mode, "auc": roc_auc_score(y_t, clf.predict_proba(x_t)[:, 1])})
+    rows_ns["detector_rows"] = rows
+    del g
+    return {**base, **lesson, **rows_ns, "detector_data": detector_data, "busi_train": busi, "n_fit": 12,
+            "timgs": timgs, "tmasks": tmasks, "LogisticRegression": LogisticRegression, "roc_auc_score": roc_auc_score}
+
+
+@pytest.mark.parametrize("eid", sorted(checks()))
+def test_every_exercise_in_batch_mode_runs_its_solution_and_passes_its_check(eid, monkeypatch, capsys, one_thread):
+    """What nbval does on the real notebooks, on small stand-ins: the answer cell runs the stored solution (batch
+    flag set), then the check cell checks what the solution defined."""
+    monkeypatch.setenv("MEDGAN_HEADLESS", "1")
+    ns = _lesson(eid)
+    answer_names = set(checks()[eid].answer) - {"grading_toy_trainer", "grading_trainer"}
+    assert not answer_names & set(ns), f"the stand-ins must not define the answer {sorted(answer_names & set(ns))}"
+    mu.student_exercise(eid, namespace=ns)
+    assert "batch run (MEDGAN_HEADLESS=1), so the reference solution runs" in capsys.readouterr().out
+    assert mu.check_exercise(eid, namespace=ns) is True
+    assert f"PASS (exercise {eid})" in capsys.readouterr().out
