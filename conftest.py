@@ -8,7 +8,8 @@
   against its fast-mode budget; a notebook over budget fails the session.
 * nbval's kernels draw with the course's layout-checking backend
   (medgan_utils.course.figure_check): every figure a notebook shows is checked for
-  titles that overlap an image, a plot or another title; any overlap fails the session.
+  titles that overlap an image, a plot or another title, and for plots without axis
+  labels; any problem fails the session.
 """
 import os
 import tempfile
@@ -51,7 +52,7 @@ def pytest_runtest_setup(item):
     path = Path(str(item.fspath))
     if path.suffix == ".ipynb":
         os.environ["MEDGAN_RESULTS_DIR"] = str(NOTEBOOK_RESULTS / path.stem)
-        os.environ["MPLBACKEND"] = FIGURE_BACKEND  # every figure shown is checked for overlapping titles
+        os.environ["MPLBACKEND"] = FIGURE_BACKEND  # every figure shown: overlapping titles, missing axis labels
 
 
 def _evidence_failures() -> dict:
@@ -75,7 +76,7 @@ def _evidence_failures() -> dict:
 
 
 def _figure_failures() -> dict:
-    """{notebook: [overlapping titles]} recorded by the layout-checking backend in the notebooks nbval ran."""
+    """{notebook: [layout problems]} recorded by the layout-checking backend in the notebooks nbval ran."""
     import json
 
     out = {}
@@ -119,6 +120,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if over:
         tr.write_line(f"FAILED: fast-mode budget exceeded by {', '.join(over)}", red=True)
     for name, problems in _figure_failures().items():
-        tr.write_line(f"FAILED: {name}'s figures overlap: {'; '.join(problems[:6])}", red=True)
+        tr.write_line(f"FAILED: {name}'s figures: {'; '.join(problems[:8])}", red=True)
     for name, problems in _evidence_failures().items():
         tr.write_line(f"FAILED: {name}'s results.json misses the evidence standard: {'; '.join(problems)}", red=True)

@@ -81,7 +81,7 @@ def test_the_backend_records_overlaps_of_every_figure_a_notebook_shows(tmp_path)
             "plt.tight_layout()\n"
             "plt.show()\n"
             "fig, ax = plt.subplots()\n"
-            "ax.plot([0, 1]); ax.set_title('fine')\n"
+            "ax.plot([0, 1]); ax.set(title='fine', xlabel='x', ylabel='y')\n"
             "plt.show()\n"
             "print('open figures after show:', len(plt.get_fignums()))\n")
     env = {**os.environ, "MPLBACKEND": "module://medgan_utils.course.figure_check",
@@ -97,3 +97,24 @@ def test_the_test_session_checks_the_notebooks_figures():
     text = (ROOT / "conftest.py").read_text()
     assert 'FIGURE_BACKEND = "module://medgan_utils.course.figure_check"' in text
     assert 'os.environ["MPLBACKEND"] = FIGURE_BACKEND' in text and "_figure_failures()) and exitstatus == 0" in text
+
+
+def test_plots_without_axis_labels_are_found():
+    """05's lesion-area histogram had no y label."""
+    from medgan_utils.course.figure_check import layout_problems, missing_axis_labels
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(np.random.default_rng(0).random(50), bins=10)
+    ax.set_xlabel("lesion area (fraction of the image)")
+    assert missing_axis_labels(fig) == ["axes 0 ('') has no y label"]
+    ax.set_ylabel("training images")
+    assert missing_axis_labels(fig) == []
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=True)  # a shared axis needs its label once
+    for a in axes:
+        a.plot([0, 1])
+        a.set_xlabel("step")
+    axes[0].set_ylabel("loss")
+    im_fig, im_ax = plt.subplots()
+    im_fig.colorbar(im_ax.imshow(np.zeros((4, 4))), ax=im_ax)  # images and colour bars need no axis labels
+    assert missing_axis_labels(fig) == [] and layout_problems(im_fig) == []
+    plt.close("all")

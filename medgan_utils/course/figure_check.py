@@ -1,7 +1,7 @@
 """Layout checks of the notebooks' figures: no title may overlap an image, another axes' plot area or another
-title (matplotlib's rendered bounding boxes, in pixels).
+title (matplotlib's rendered bounding boxes, in pixels), and every plot labels the axes it shows ticks for.
 
-:func:`title_overlaps` checks one figure. The module is also a matplotlib backend: with
+:func:`title_overlaps` and :func:`missing_axis_labels` check one figure. The module is also a matplotlib backend: with
 ``MPLBACKEND=module://medgan_utils.course.figure_check`` every figure a notebook shows is drawn, checked and then
 shown as by the inline backend; problems are appended to ``figure_layout.json`` in the results folder. The test
 session (``conftest.py``) sets this backend for the notebooks nbval runs and fails when a notebook's figures overlap,
@@ -16,7 +16,7 @@ from matplotlib_inline import backend_inline as _inline
 from matplotlib_inline.backend_inline import (FigureCanvas, new_figure_manager,  # noqa: F401 - the backend API
                                               new_figure_manager_given_figure)
 
-__all__ = ["title_overlaps", "show", "FigureCanvas", "new_figure_manager"]
+__all__ = ["title_overlaps", "missing_axis_labels", "layout_problems", "show", "FigureCanvas", "new_figure_manager"]
 
 #: overlaps smaller than this many pixels in either direction are rounding, not a problem
 SLACK_PX = 2.0
@@ -75,6 +75,38 @@ def title_overlaps(fig) -> list[str]:
     return problems
 
 
+def _labelled(ax, which: str) -> bool:
+    """Whether ``ax`` or an axes sharing that axis with it (``sharex``/``sharey``, ``twinx``) has a label there."""
+    get = "get_xlabel" if which == "x" else "get_ylabel"
+    shared = ax.get_shared_x_axes() if which == "x" else ax.get_shared_y_axes()
+    return any(getattr(other, get)() for other in [ax, *shared.get_siblings(ax)])
+
+
+def _shows_ticks(ax, which: str) -> bool:
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    return axis.get_visible() and any(t.get_visible() and t.get_text() for t in axis.get_ticklabels())
+
+
+def missing_axis_labels(fig) -> list[str]:
+    """Every plot (an axes with data and no image, not a colour bar) that shows tick labels on an axis without a
+    label there, or on an axis it shares with one, as one line each."""
+    fig.canvas.draw()
+    problems = []
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible() or not ax.axison or ax.images or getattr(ax, "_colorbar", None) is not None \
+                or not ax.has_data():
+            continue
+        for which in ("x", "y"):
+            if _shows_ticks(ax, which) and not _labelled(ax, which):
+                problems.append(f"axes {i} ({ax.get_title()[:40]!r}) has no {which} label")
+    return problems
+
+
+def layout_problems(fig) -> list[str]:
+    """:func:`title_overlaps` and :func:`missing_axis_labels` of one figure."""
+    return title_overlaps(fig) + missing_axis_labels(fig)
+
+
 def _record(problems: list[str]) -> None:
     from .results import results_path
 
@@ -85,12 +117,13 @@ def _record(problems: list[str]) -> None:
 
 
 def show(close=None, block=None):
-    """The backend's ``plt.show``: check every open figure's layout, record problems, then show as inline does."""
+    """The backend's ``plt.show``: check every open figure's layout (titles, axis labels), record problems, then show
+    as inline does."""
     problems = []
     for manager in Gcf.get_all_fig_managers():
         fig = manager.canvas.figure
         label = fig.get_suptitle() if hasattr(fig, "get_suptitle") else ""
-        problems += [f"figure {manager.num} {label[:40]!r}: {p}" for p in title_overlaps(fig)]
+        problems += [f"figure {manager.num} {label[:40]!r}: {p}" for p in layout_problems(fig)]
     if problems:
         _record(problems)
     return _inline.show(close=close, block=block)

@@ -81,8 +81,9 @@ def montage_by_class(ds, per_class: int = 8, title: str | None = None, generator
 
 
 def plot_curves(history: dict, keys, ax=None, title: str | None = None, reference: float | None = None,
-                xlabel: str = "step"):
-    """Plot ``history[k]`` for each key in ``keys`` (lists of numbers); optional horizontal reference line."""
+                xlabel: str = "step", ylabel: str | None = None):
+    """Plot ``history[k]`` for each key in ``keys`` (lists of numbers); optional horizontal reference line. The y
+    axis is labelled ``ylabel``, else with the keys."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.2))
     for k in keys:
@@ -90,6 +91,7 @@ def plot_curves(history: dict, keys, ax=None, title: str | None = None, referenc
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=0.8, label=f"{reference:g}")
     ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel if ylabel is not None else ", ".join(map(str, keys)))
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
