@@ -31,7 +31,8 @@ __all__ = ["Check", "check_exercise", "checks", "exercise_table", "wrong", "numb
 @dataclass(frozen=True)
 class Check:
     """One exercise's check: the names it reads, what it tests (one line), and the fast-mode minutes of the
-    exercise (the stored solution and this check, measured on a 2-core CPU)."""
+    exercise (its stored solution and this check) on a quiet 2-core CPU. The minutes were measured under nbval and
+    scaled by the notebook's quiet fast-mode time in BENCHMARKS.md (the measuring machine was shared), rounded up."""
 
     exercise: str
     answer: tuple
