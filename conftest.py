@@ -6,6 +6,10 @@
   temporary cache, so a run here behaves like one on a clean CI machine.
 * The time each notebook takes under nbval is summed per notebook and checked
   against its fast-mode budget; a notebook over budget fails the session.
+* nbval's kernels draw with the course's layout-checking backend
+  (medgan_utils.course.figure_check): every figure a notebook shows is checked for
+  titles that overlap an image, a plot or another title, and for plots without axis
+  labels; any problem fails the session.
 """
 import os
 import tempfile
@@ -26,6 +30,8 @@ os.environ["MEDGAN_NBVAL_RUN_DIR"] = str(NOTEBOOK_RESULTS)
 _nb_failed: set = set()
 # A fresh cache (feature nets, stored precision checks): the tests never depend on what this machine stored.
 os.environ.setdefault("MEDGAN_CACHE_DIR", tempfile.mkdtemp(prefix="medgan-test-cache-"))
+
+FIGURE_BACKEND = "module://medgan_utils.course.figure_check"
 
 # Fast-mode budgets in seconds of cell execution on a 2-core CPU (issue requirements).
 NOTEBOOK_BUDGET_S = {"default": 90.0, "02_minimax_loss": 60.0}
@@ -50,6 +56,7 @@ def pytest_runtest_setup(item):
     path = Path(str(item.fspath))
     if path.suffix == ".ipynb":
         os.environ["MEDGAN_RESULTS_DIR"] = str(NOTEBOOK_RESULTS / path.stem)
+        os.environ["MPLBACKEND"] = FIGURE_BACKEND  # every figure shown: overlapping titles, missing axis labels
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -101,6 +108,18 @@ def _evidence_failures() -> dict:
     return out
 
 
+def _figure_failures() -> dict:
+    """{notebook: [layout problems]} recorded by the layout-checking backend in the notebooks nbval ran."""
+    import json
+
+    out = {}
+    for name in _nb_seconds:
+        path = NOTEBOOK_RESULTS / name / "figure_layout.json"
+        if path.is_file():
+            out[name] = json.loads(path.read_text())
+    return out
+
+
 def pytest_runtest_logreport(report):
     path = str(getattr(report, "fspath", "") or report.nodeid.split("::")[0])
     if path.endswith(".ipynb") and report.when == "call":
@@ -119,7 +138,7 @@ def _over_budget() -> list:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if (_over_budget() or _evidence_failures()) and exitstatus == 0:
+    if (_over_budget() or _evidence_failures() or _figure_failures()) and exitstatus == 0:
         session.exitstatus = 1
 
 
@@ -135,5 +154,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{name:<28} {secs:7.1f} s   (fast-mode budget {budget:.0f} s){flag}")
     if over:
         tr.write_line(f"FAILED: fast-mode budget exceeded by {', '.join(over)}", red=True)
+    for name, problems in _figure_failures().items():
+        tr.write_line(f"FAILED: {name}'s figures: {'; '.join(problems[:8])}", red=True)
     for name, problems in _evidence_failures().items():
         tr.write_line(f"FAILED: {name}'s results.json misses the evidence standard: {'; '.join(problems)}", red=True)

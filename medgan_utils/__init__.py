@@ -22,7 +22,7 @@ from .course import (animation_html, arm_training_set, ARMS, cached_conditional_
                      grade_step, image_grid, intensity_histograms, is_fast, jsd_on_grid, kl_on_grid, lesion_fraction,
                      make_discriminator, make_generator, mean_ci, Mixture1D, mode_coverage, montage_by_class,
                      nearest_neighbours, optimal_discriminator, plot_curves, record_results, results_path, ring_centers,
-                     sample_ring, Settings, setup, show_grid, show_solution, show_with_masks, student_exercise,
+                     sample_ring, Settings, setup, show_grid, show_solution, skip_exercise, check_exercise, show_with_masks, student_exercise,
                      SYNTHETIC_ARMS, synthetic_counts_for, time_matmul, to_display, toy_gan_step, ToyGANTrainer,
                      value_on_grid)
 from .data import (available_datasets, classical_augment, CorruptDataError, count_matched_indices, COURSE_FILES,
@@ -79,7 +79,7 @@ __all__ = [
     "seed_everything",
     # course
     "Settings", "setup", "is_fast", "record_results", "results_path", "mean_ci", "explore", "student_exercise",
-    "show_solution", "grade_step", "toy_gan_step", "ToyGANTrainer",
+    "show_solution", "skip_exercise", "check_exercise", "grade_step", "toy_gan_step", "ToyGANTrainer",
     "animation_html", "image_grid", "show_grid", "montage_by_class", "plot_curves", "to_display",
     "environment_report",
     "format_report", "class_balance", "duplicates_across_splits", "find_duplicates", "gan_diagram",

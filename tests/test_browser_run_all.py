@@ -1,5 +1,7 @@
 """Run All in a real JupyterLab, driven by headless Chromium: the lesson runs, Run All stops at the first
-exercise answer cell, and nothing after it runs (so no solution output can show up under an exercise).
+exercise answer cell, and nothing after it runs (so no solution output can show up under an exercise). The stop is
+one clean message (what to do, how to see the solution, how to skip) with no frame of the course package, both in
+the saved notebook and in what the page shows.
 
 The kernel runs as a learner's would (``MEDGAN_HEADLESS=0``, ``MEDGAN_WIDGETS=1``), on a temporary copy of
 notebook 00 in fast mode. Needs Chromium and its driver from Debian (``apt-get install chromium
@@ -44,6 +46,11 @@ return {kernel: kernel ? kernel.status : null, dirty: w.context.model.dirty, cel
 SAVE_JS = """
 const done = arguments[arguments.length - 1];
 window.jupyterapp.commands.execute('docmanager:save').then(() => done('saved'), e => done('error: ' + e));
+"""
+OUTPUT_TEXT_JS = """
+const w = window.jupyterapp.shell.currentWidget;
+const cell = w.content.widgets[arguments[0]];
+return cell && cell.outputArea ? cell.outputArea.node.innerText : null;
 """
 SCROLL_JS = """
 const w = window.jupyterapp.shell.currentWidget;
@@ -177,6 +184,7 @@ def test_run_all_in_jupyterlab_stops_at_the_first_exercise(tmp_path, monkeypatch
         _wait("the notebook to be saved", lambda: (s := state()) and not s["dirty"], 30, 0.25, log)
         driver.execute_script(SCROLL_JS, stub)
         time.sleep(1)
+        shown = driver.execute_script(OUTPUT_TEXT_JS, stub) or ""
         shot = tmp_path / "run_all_00_setup.png"
         driver.save_screenshot(str(shot))
         print(f"screenshot of the stopped Run All: {shot}")
@@ -190,8 +198,15 @@ def test_run_all_in_jupyterlab_stops_at_the_first_exercise(tmp_path, monkeypatch
     not_run = [i for i in code_before if saved[i].get("execution_count") is None]
     assert not not_run, f"teaching cells {not_run} did not run before the first exercise (cell {stub})"
     errors = [o for o in saved[stub]["outputs"] if o["output_type"] == "error"]
-    assert errors and errors[0]["ename"] == "NotImplementedError", saved[stub]["outputs"]
-    assert "show_solution('00.1')" in errors[0]["evalue"], errors[0]["evalue"]
+    assert errors and errors[0]["ename"] == "ExerciseNotDone", saved[stub]["outputs"]
+    lines = errors[0]["traceback"]
+    assert lines[0].startswith("Exercise 00.1 (force a device with MEDGAN_DEVICE) is waiting for your answer."), lines
+    for part in ('show_solution("00.1")', 'skip_exercise("00.1")', "delete its last line"):
+        assert any(part in ln for ln in lines), (part, lines)
+    frames = [ln for ln in lines if "File " in ln or ".py" in ln or "medgan_utils" in ln or "Traceback" in ln]
+    assert not frames, f"the stop shows package frames: {frames}"
+    assert "is waiting for your answer" in shown and "skip_exercise" in shown, f"the page shows: {shown!r}"
+    assert "exercises.py" not in shown and "Traceback" not in shown and "medgan_utils" not in shown, shown
     ran_after = [i for i, c in enumerate(saved) if i > stub and c["cell_type"] == "code"
                  and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not ran_after, f"cells {ran_after} after the first exercise ran or show outputs"

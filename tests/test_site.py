@@ -217,3 +217,18 @@ def test_ci_executes_each_notebook_once():
     assert testpaths[0] == "notebooks"
     conftest = (ROOT / "conftest.py").read_text()
     assert "MEDGAN_NBVAL_RUN_DIR" in conftest and "def pytest_runtest_teardown" in conftest
+
+
+def test_the_colab_badge_has_a_text_link_that_works_offline(tmp_path):
+    """Offline the badge is a broken image: every notebook puts a plain text link next to it, and the site keeps
+    only the text link."""
+    from medgan_utils.tools.site import offline_notebook
+
+    for nb_path in NOTEBOOKS:
+        first = "".join(json.loads(nb_path.read_text())["cells"][0]["source"])
+        url = colab_url(nb_path.name, *[tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["medgan"][k]
+                                        for k in ("repository", "branch")])
+        assert f"[Open this notebook in Colab]({url})" in first, f"{nb_path.name}: no text fallback for the badge"
+    offline_notebook(NOTEBOOKS[0], tmp_path / NOTEBOOKS[0].name)
+    first = "".join(json.loads((tmp_path / NOTEBOOKS[0].name).read_text())["cells"][0]["source"])
+    assert "colab-badge.svg" not in first and first.count("Open this notebook in Colab") == 1

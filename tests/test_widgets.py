@@ -73,3 +73,22 @@ def test_animations_need_no_network_and_notebooks_use_the_offline_player():
     for nb in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         code = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
         assert "to_jshtml(" not in code, f"{nb.name}: use animation_html(anim), which works offline"
+
+
+def test_controls_that_cannot_move_are_not_shown(monkeypatch):
+    """04's 'fraction #' slider had min = max = 0 in fast mode: such a control is passed as a fixed value."""
+    import ipywidgets
+
+    import medgan_utils.course.widgets as widgets_mod
+
+    calls = []
+    monkeypatch.setattr(widgets_mod, "frontend_available", lambda: True)
+    monkeypatch.setattr(ipywidgets, "interact", lambda cb, **kw: calls.append(kw) or cb)
+    widgets_mod.explore(lambda **kw: None, stuck=w.IntSlider(value=0, min=0, max=0), one=w.Dropdown(options=["a"]),
+                        pair=(3, 3), free=w.IntSlider(value=1, min=0, max=5), choice=["x", "y"])
+    shown = calls[0]
+    assert isinstance(shown["stuck"], w.fixed) and shown["stuck"].value == 0
+    assert isinstance(shown["one"], w.fixed) and shown["one"].value == "a"
+    assert isinstance(shown["pair"], w.fixed) and shown["pair"].value == 3
+    assert isinstance(shown["free"], w.IntSlider) and shown["choice"] == ["x", "y"]
+    assert not widgets_mod.movable(w.FloatSlider(min=1.0, max=1.0)) and widgets_mod.movable((0.0, 1.0))

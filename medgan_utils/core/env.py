@@ -29,8 +29,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "MEDGAN_REQUIRE_REAL_DATA": ("bool", "raise instead of falling back to phantoms"),
     "MEDGAN_OFFLINE": ("bool", "never touch the network; only cached, verified files are used"),
     "MEDGAN_DOWNLOAD_TIMEOUT": ("seconds", "network timeout of a download (default 60)"),
-    "MEDGAN_HEADLESS": ("bool", "no front end: widgets become static figures, exercise cells run the stored solution"),
-    "MEDGAN_WIDGETS": ("bool", "force live widgets and exercise cells that stop Run All"),
+    "MEDGAN_HEADLESS": ("bool", "the batch flag: widgets become static figures and exercise answer cells run the stored "
+                                "solution (medgan run, the course runner and the tests set it)"),
+    "MEDGAN_WIDGETS": ("bool", "force live widgets (exercise cells stop a learner whatever the front end)"),
     "MEDGAN_RESULTS_DIR": ("path", "where results.json goes (default: runs/<notebook>/)"),
     "MEDGAN_CACHE_DIR": ("path", "feature nets and stored checks (default: runs/cache/)"),
     "MEDGAN_INCEPTION_WEIGHTS": ("path", "a local Inception-v3 weights file for the optional Inception FID"),

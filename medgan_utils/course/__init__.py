@@ -10,7 +10,8 @@ from .enhancement import CLASSICAL_METHODS, classical_restore, image_scores, tun
 from .challenges import (LAB_NAMES, check_labs, diversity_ratio, failure_signature, generator_grad_norm,
                          train_image_gan, train_ring_gan)
 from .envinfo import environment_report, format_report
-from .exercises import show_solution, student_exercise
+from .checking import check_exercise
+from .exercises import show_solution, skip_exercise, student_exercise
 from .graders import ToyGANTrainer, grade_step, toy_gan_step
 from .plotting import (animation_html, image_grid, montage_by_class, plot_curves, plot_reliability, show_grid,
                        to_display)
@@ -27,7 +28,7 @@ from .toy import (Mixture1D, gaussian_pdf, jsd_on_grid, kl_on_grid, make_discrim
 from .widgets import explore, frontend_available
 
 __all__ = [
-    "environment_report", "format_report", "student_exercise", "show_solution",
+    "environment_report", "format_report", "student_exercise", "show_solution", "skip_exercise", "check_exercise",
     "grade_step", "toy_gan_step", "ToyGANTrainer",
     "animation_html", "image_grid", "montage_by_class", "plot_curves", "plot_reliability", "show_grid", "to_display",
     "SPLIT_MODES", "CourseSplits", "leak_free_splits", "lookup_baseline",

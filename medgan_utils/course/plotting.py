@@ -26,8 +26,12 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.T
     return make_grid(to_display(images), nrow=nrow, padding=padding, pad_value=1.0)
 
 
-def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, figsize=None):
-    """Show [-1, 1] images as one grid; returns the matplotlib axes."""
+def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=None, figsize=None,
+              row_labels=None, col_labels=None, fontsize: float = 8):
+    """Show [-1, 1] images as one grid (``nrow`` images per row); returns the matplotlib axes.
+
+    ``row_labels`` (one per row, drawn left of it) and ``col_labels`` (one per column, drawn above it) say what the
+    rows and columns are: class, real or generated, seed. The title then sits above the column labels."""
     grid = image_grid(images, nrow=nrow)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize or (min(12, nrow * 1.2), min(12, (len(images) / nrow + 1) * 1.2)))
@@ -36,9 +40,24 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, ax=
     else:
         ax.imshow(grid.permute(1, 2, 0).numpy())
     ax.set_axis_off()
+    if row_labels is not None or col_labels is not None:
+        _label_grid(ax, images, nrow, row_labels, col_labels, fontsize)
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=4 + (1.6 * fontsize if col_labels is not None else 0))
     return ax
+
+
+def _label_grid(ax, images: torch.Tensor, nrow: int, row_labels, col_labels, fontsize: float, padding: int = 2):
+    """Row labels left of each row and column labels above each column of a :func:`image_grid` (data coords)."""
+    h, w = images.shape[-2:]
+    rows = -(-len(images) // nrow)
+    cols = min(nrow, len(images))
+    for j, label in enumerate(list(col_labels or [])[:cols]):
+        ax.text(padding + j * (w + padding) + w / 2, -padding, str(label), ha="center", va="bottom",
+                fontsize=fontsize)
+    for i, label in enumerate(list(row_labels or [])[:rows]):
+        ax.text(-2 * padding, padding + i * (h + padding) + h / 2, str(label), ha="right", va="center",
+                fontsize=fontsize)
 
 
 def montage_by_class(ds, per_class: int = 8, title: str | None = None, generator: torch.Generator | None = None):
@@ -62,8 +81,9 @@ def montage_by_class(ds, per_class: int = 8, title: str | None = None, generator
 
 
 def plot_curves(history: dict, keys, ax=None, title: str | None = None, reference: float | None = None,
-                xlabel: str = "step"):
-    """Plot ``history[k]`` for each key in ``keys`` (lists of numbers); optional horizontal reference line."""
+                xlabel: str = "step", ylabel: str | None = None):
+    """Plot ``history[k]`` for each key in ``keys`` (lists of numbers); optional horizontal reference line. The y
+    axis is labelled ``ylabel``, else with the keys."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.2))
     for k in keys:
@@ -71,6 +91,7 @@ def plot_curves(history: dict, keys, ax=None, title: str | None = None, referenc
     if reference is not None:
         ax.axhline(reference, color="k", ls="--", lw=0.8, label=f"{reference:g}")
     ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel if ylabel is not None else ", ".join(map(str, keys)))
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title)

@@ -222,7 +222,7 @@ def show_with_masks(ds, indices, ncols: int | None = None, color: str = "red", t
     indices = [int(i) for i in indices]
     ncols = ncols or len(indices)
     nrows = (len(indices) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.7 * nrows + 0.3), squeeze=False)
     imgs = to_display(ds.images[indices])
     masks = ds.masks[indices].detach().float().cpu()
     frac = lesion_fraction(masks)

@@ -157,6 +157,23 @@ def cmd_site(args) -> int:
     return 0
 
 
+def cmd_exercises(args) -> int:
+    from ..course.checking import exercise_table
+
+    rows = exercise_table()
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'id':<6} {'notebook':<24} {'checked':<8} {'fast min':>8}  task")
+    for r in rows:
+        minutes = f"{r['fast_minutes']:.2f}" if r["fast_minutes"] is not None else "-"
+        print(f"{r['id']:<6} {r['notebook']:<24} {'yes' if r['checked'] else 'NO':<8} {minutes:>8}  {r['task']}")
+    total = sum(r["fast_minutes"] or 0 for r in rows)
+    print(f"{len(rows)} exercises, {sum(r['checked'] for r in rows)} checked; about {total:.0f} min of compute in "
+          "fast mode on a 2-core CPU (answers and checks), plus the time to write them")
+    return 0
+
+
 def _add_site(sub) -> None:
     s = sub.add_parser("site", help="execute the notebooks and build the course website (Sphinx, offline)")
     s.add_argument("notebooks", nargs="*", help="a subset (default: every notebook, in order)")
@@ -264,6 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     r.set_defaults(func=cmd_run)
     _add_sweep(sub)
+    x = sub.add_parser("exercises", help="every exercise: id, notebook, checked or not, fast-mode minutes")
+    x.add_argument("--json", action="store_true", help="the same list as JSON, for tools")
+    x.set_defaults(func=cmd_exercises)
     _add_site(sub)
     _add_bench(sub)
     return p

@@ -23,6 +23,8 @@ from ..core.io import atomic_write_text, folder_lock
 
 DEFAULT_REPOSITORY = "medgan-course/medgan-course"
 BADGE = re.compile(r"\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]\(([^)]+)\)")
+#: the badge followed by the notebooks' text fallback: the site keeps the text link only
+BADGE_WITH_TEXT = re.compile(BADGE.pattern + r" · \[Open this notebook in Colab\]\(\1\)")
 REMOTE_HTML = re.compile(r"<link[^>]*href=[\"']https?://[^>]*>|<script[^>]*src=[\"']https?://[^>]*>\s*</script>"
                          r"|<img[^>]*src=[\"']https?://[^>]*>", re.I)
 MATHJAX_CANDIDATES = ("/usr/share/javascript/mathjax", "/usr/share/nodejs/mathjax-full/es5")
@@ -75,7 +77,8 @@ def offline_notebook(src: Path, dest: Path) -> None:
                              f"again (`medgan run {src.stem[:2]}`), or build without --from-run.") from None
     for cell in cells:
         if cell["cell_type"] == "markdown":
-            cell["source"] = BADGE.sub(r"[Open this notebook in Colab](\1)", _text(cell["source"]))
+            text = BADGE_WITH_TEXT.sub(r"[Open this notebook in Colab](\1)", _text(cell["source"]))
+            cell["source"] = BADGE.sub(r"[Open this notebook in Colab](\1)", text)
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if "text/html" in data:

@@ -1,10 +1,10 @@
 with temporary_env(MEDGAN_DEVICE="cpu"):
     forced = get_device()
 print("with MEDGAN_DEVICE=cpu:", forced)
-assert forced.type == "cpu"
 with temporary_env(MEDGAN_DEVICE="mps"):
     try:
-        print("with MEDGAN_DEVICE=mps:", get_device())
+        mps_result = get_device()
     except RuntimeError as err:
-        print("with MEDGAN_DEVICE=mps: RuntimeError:", err)
+        mps_result = str(err)
+print("with MEDGAN_DEVICE=mps:", mps_result)
 print("after the block, MEDGAN_DEVICE is", repr(os.environ.get("MEDGAN_DEVICE")))

@@ -7,6 +7,7 @@ def naive_ns(l):
 
 
 grid = torch.arange(-120, 121, 1, dtype=torch.float32)
+first_bad = {}
 for name, naive, stable in [("saturating", naive_sat, g_loss_saturating),
                             ("non-saturating", naive_ns, g_loss_nonsaturating)]:
     bad = []
@@ -21,6 +22,7 @@ for name, naive, stable in [("saturating", naive_sat, g_loss_saturating),
             or abs(g - g_ref) > 1e-3
         if wrong:
             bad.append(int(l))
-    print(f"naive {name:<15}: wrong or non-finite at {len(bad)} of {len(grid)} logits"
-          + (f"; the smallest |l| that fails is l = {min(bad, key=abs)}" if bad else ""))
+    first_bad[name] = min(bad, key=abs)
+    print(f"naive {name:<15}: wrong or non-finite at {len(bad)} of {len(grid)} logits; "
+          f"the smallest |l| that fails is l = {first_bad[name]}")
 print("The softplus versions are finite and correct at every one of these logits (see tests/test_losses.py).")

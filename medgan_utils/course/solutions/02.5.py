@@ -14,3 +14,5 @@ try:
 except UnboundLocalError as err:
     print("UnboundLocalError:", err)
 del generator, train
+
+faults_found = {"a", "b", "c", "d", "e", "f"}  # (g), (h) and (i) are not faults

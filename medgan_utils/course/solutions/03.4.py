@@ -14,7 +14,8 @@ b_mem = b_res["memorisation"]
 print(f"memorisation: nearest-train distance ratio {b_mem['ratio']:.2f}, "
       f"{b_mem['copy_fraction']:.1%} near-copies (test reference {b_mem['test_copy_fraction']:.1%})")
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.8))
-show_grid(b_train.images[:24], nrow=12, ax=axes[0], title="real BreastMNIST")
-show_grid(t_b.sample(24), nrow=12, ax=axes[1], title="generated")
+show_grid(b_train.images[:24], nrow=12, ax=axes[0], title="real BreastMNIST (training images)")
+show_grid(t_b.sample(24), nrow=12, ax=axes[1], title=f"generated (DCGAN, seed {SEED}, {t_b.epoch} epochs)")
 plt.tight_layout()
 plt.show()
+quiz_03_4 = "b"

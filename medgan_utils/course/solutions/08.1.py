@@ -15,6 +15,8 @@ def targeted_pgd(net, images, target, eps, steps=10):
 
 net = classifiers["real", seeds[0]]
 benign = bm_val.images[bm_val.labels == 1 - positive]
+share_called = {}
 for eps in (0.0, 2 / 255, 8 / 255):
     called = predict_proba(net, targeted_pgd(net, benign, positive, eps) if eps else benign).argmax(1) == positive
+    share_called[eps] = float(called.mean())
     print(f"ε = {eps * 255:g}/255: {called.mean():.0%} of {len(benign)} benign validation images called malignant")

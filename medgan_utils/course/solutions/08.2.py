@@ -10,9 +10,8 @@ def nn_score(images):
     return -torch.cdist(images.flatten(1), samples).amin(1).numpy()
 
 
-from medgan_utils import membership_auc
-
 black = membership_auc(nn_score(members[:n]), nn_score(pn_val.images[:n]))
 white = membership_inference(tr.D_raw, members, pn_val.images, seed=SEED)
+black_auc, white_auc = black["auc"], white["auc"]
 print(f"black-box (samples only): AUC {black['auc']:.3f} [{black['ci_low']:.3f}, {black['ci_high']:.3f}]")
 print(f"white-box (D's score):    AUC {white['auc']:.3f} [{white['ci_low']:.3f}, {white['ci_high']:.3f}]")
