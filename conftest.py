@@ -50,12 +50,18 @@ def _environment_restored():
         os.environ.update(saved)
 
 
+_started: set = set()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     """Before nbval starts a notebook's kernel (at its first cell), point its results.json to its own folder."""
     path = Path(str(item.fspath))
     if path.suffix == ".ipynb":
         os.environ["MEDGAN_RESULTS_DIR"] = str(NOTEBOOK_RESULTS / path.stem)
+        if path.stem not in _started:  # a reused MEDGAN_NBVAL_RUN_DIR: an earlier run's layout problems are stale
+            _started.add(path.stem)
+            (NOTEBOOK_RESULTS / path.stem / "figure_layout.json").unlink(missing_ok=True)
         os.environ["MPLBACKEND"] = FIGURE_BACKEND  # every figure shown: overlapping titles, missing axis labels
 
 
