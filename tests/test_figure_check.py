@@ -118,3 +118,23 @@ def test_plots_without_axis_labels_are_found():
     im_fig.colorbar(im_ax.imshow(np.zeros((4, 4))), ax=im_ax)  # images and colour bars need no axis labels
     assert missing_axis_labels(fig) == [] and layout_problems(im_fig) == []
     plt.close("all")
+
+
+def test_a_kernel_on_the_checking_backend_keeps_figures_as_png(tmp_path):
+    """The executed notebooks nbval keeps (and the website built from them) must hold the figures as images: in a
+    real kernel this backend renders them as PNG, as the inline backend does, not as "<Figure ...>" text."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+                                          "ax.plot([0, 1]); ax.set(xlabel='x', ylabel='y')\nplt.show()")]
+    env_before = {k: os.environ.get(k) for k in ("MPLBACKEND", "MEDGAN_RESULTS_DIR")}
+    os.environ.update(MPLBACKEND="module://medgan_utils.course.figure_check", MEDGAN_RESULTS_DIR=str(tmp_path))
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    finally:
+        for k, v in env_before.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    kinds = [k for o in nb.cells[0].outputs for k in o.get("data", {})]
+    assert "image/png" in kinds, kinds

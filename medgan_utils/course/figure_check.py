@@ -144,6 +144,9 @@ def _install() -> None:
     ip = get_ipython()
     if ip is not None and _post_execute not in ip.events.callbacks["post_execute"]:
         ip.events.register("post_execute", _post_execute)
+        # IPython renders figures as PNG only for the inline backend's name; this backend must do the same, or the
+        # executed notebooks (and the website built from them) keep "<Figure ...>" text instead of the image.
+        _inline.select_figure_formats(ip, {"png"})
 
 
 _install()
