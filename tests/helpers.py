@@ -37,3 +37,13 @@ def notebook_cell(notebook: str, prefix: str) -> str:
         if cell["cell_type"] == "code" and src.startswith(prefix):
             return src
     raise AssertionError(f"notebook {notebook} has no code cell starting with {prefix!r}")
+
+
+def one_line_error(capsys) -> str:
+    """The CLI's error for bad input: one line, no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("medgan: error:")
+    return lines[0]

@@ -31,6 +31,7 @@ from medgan_utils.gan import DCGANTrainer
 from medgan_utils.nets import make_dcgan
 from medgan_utils.tools.cli import main
 from medgan_utils.tools.runner import check_parameters
+from helpers import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -61,15 +62,6 @@ def needs_real(path: Path = BREAST) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not available")
     return path
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("medgan: error:")
-    return lines[0]
 
 
 def dead_pid() -> int:

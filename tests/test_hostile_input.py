@@ -25,6 +25,7 @@ from medgan_utils.data import UserDataError, load_dataset
 from medgan_utils.gan import DCGANTrainer
 from medgan_utils.nets import make_dcgan
 from medgan_utils.tools.cli import main
+from helpers import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "notebooks"
@@ -44,15 +45,6 @@ def no_notebook_runs(monkeypatch, tmp_path):
     monkeypatch.setattr(runner_mod, "run_notebooks", must_not_run)
     monkeypatch.setattr(runner_mod, "run_notebook", must_not_run)
     user_data._DECODED.clear()
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("medgan: error:")
-    return lines[0]
 
 
 def write_npz(path: Path, h: int = 8, w: int = 8, top_label: int | None = None) -> Path:
