@@ -43,10 +43,12 @@ from .nets import (CompactCNN, ConditionalGenerator, count_parameters, Discrimin
                    Generator, layer_table, make_classifier, make_conditional_gan, make_dcgan, make_patch_discriminator,
                    make_segmentation_nets, make_unet, PatchDiscriminator, ProjectionDiscriminator, UNet)
 # notebook 06: degradations, enhancer, image quality and hallucination measures
-from .course import CLASSICAL_METHODS, classical_restore, image_scores, tune_classical
-from .data import degrade, ENHANCEMENT_TASKS, low_dose, low_resolution, speckle
+from .course import (CLASSICAL_METHODS, anscombe, classical_restore, image_scores, inverse_anscombe, noise_domain,
+                     tune_classical)
+from .data import (ATTENUATION_K, degrade, DISPLAY_RANGE_DB, ENHANCEMENT_TASKS, low_dose, low_resolution, MIN_COUNTS,
+                   speckle)
 from .evaluation import (hallucination_fraction, lesion_changes, noise_level, paired_bootstrap, psnr, PSNR_CAP_DB,
-                         ssim)
+                         ssim, structured_error)
 from .gan import enhancement_step
 # notebook 08: attacks, tampering, membership inference, differential privacy
 from .course import (BLEND_MODES, dilate, inject_lesions, paste, place_lesion, region_recall, remove_lesions,
@@ -110,8 +112,10 @@ __all__ = [
     "hd95", "iou", "segmentation_metrics", "deform_masks", "lesion_stats", "PairTrainer",
     "adversarial_segmentation_step", "dice_bce_loss", "pix2pix_step", "segmentation_step",
     # notebook 06: enhancement
-    "CLASSICAL_METHODS", "classical_restore", "image_scores", "tune_classical", "ENHANCEMENT_TASKS", "degrade",
-    "low_dose", "low_resolution", "speckle", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes",
+    "CLASSICAL_METHODS", "anscombe", "classical_restore", "image_scores", "inverse_anscombe", "noise_domain",
+    "tune_classical", "ENHANCEMENT_TASKS", "degrade",
+    "low_dose", "low_resolution", "speckle", "ATTENUATION_K", "DISPLAY_RANGE_DB", "MIN_COUNTS", "PSNR_CAP_DB",
+    "hallucination_fraction", "structured_error", "lesion_changes",
     "noise_level", "paired_bootstrap", "psnr", "ssim", "enhancement_step",
     # notebook 08: attacks, tampering, membership inference, differential privacy
     "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",

@@ -12,6 +12,7 @@ import torch
 from medgan_utils import SettingError
 from medgan_utils.course import classical_restore, tune_classical
 from medgan_utils.data import degrade, low_dose, low_resolution, speckle
+from medgan_utils.data.degrade import ATTENUATION_K, DISPLAY_RANGE_DB, speckle_gain
 from medgan_utils.evaluation import (PSNR_CAP_DB, hallucination_fraction, lesion_changes, noise_level,
                                      paired_bootstrap, psnr, ssim, verdict)
 from helpers import notebook_cell
@@ -64,22 +65,56 @@ def test_degradations_are_deterministic_under_a_seed(task, level):
     assert torch.equal(x, _smooth_images())                     # the input is not modified
 
 
-@pytest.mark.parametrize("u,photons,read_noise", [(0.6, 50.0, 2.0), (0.2, 20.0, 0.0), (0.9, 200.0, 5.0)])
-def test_the_dose_simulation_has_the_stated_mean_and_variance(u, photons, read_noise):
+@pytest.mark.parametrize("u,photons,read_noise", [(0.6, 2000.0, 2.0), (0.2, 500.0, 0.0), (0.9, 5000.0, 5.0)])
+def test_the_dose_simulation_follows_beer_lambert(u, photons, read_noise):
+    """At a high count the log-transformed image has mean u and the delta-method variance (E + r²) / (k E)²,
+    E = N0 · exp(-k u) being the expected count behind the pixel."""
     n = 200_000
     flat = torch.full((n, 1, 1, 1), 2 * u - 1)
     sim = ((low_dose(flat, photons, read_noise, seed=0, clip=False) + 1) / 2).double().flatten()
-    var = u / photons + (read_noise / photons) ** 2
-    assert abs(float(sim.mean()) - u) < 5 * math.sqrt(var / n)           # 5 standard errors
-    assert abs(float(sim.var()) / var - 1) < 0.02
+    expected = photons * math.exp(-ATTENUATION_K * u)
+    var = (expected + read_noise ** 2) / (ATTENUATION_K * expected) ** 2
+    assert abs(float(sim.mean()) - u) < 0.01
+    assert abs(float(sim.var()) / var - 1) < 0.05
 
 
-def test_speckle_has_mean_one_and_variance_one_over_looks():
-    flat = torch.full((200_000, 1, 1, 1), 0.0)                            # brightness 0.5
+def test_low_dose_noise_rises_with_attenuation_and_is_not_zero_in_air():
+    """Bright = attenuating = few photons: the noise grows from dark to grey to white; air is not noiseless."""
+    stds = []
+    for u in (0.0, 0.5, 1.0):
+        flat = torch.full((50_000, 1, 1, 1), 2 * u - 1)
+        stds.append(float(low_dose(flat, 50.0, 2.0, seed=3, clip=False).std()))
+    assert stds[0] < stds[1] < stds[2]
+    black = torch.full((1, 1, 64, 64), -1.0)                              # an all-black (air) image, clipped
+    assert float(low_dose(black, 50.0, 2.0, seed=0).std()) > 0.01
+    assert float(low_dose(black, 500.0, 0.0, seed=0).std()) > 0.005
+
+
+def test_speckle_gain_has_mean_one_variance_one_over_looks_and_is_correlated():
     for looks in (1, 4):
-        gain = ((speckle(flat, looks, seed=1, clip=False) + 1) / 2 / 0.5).double()
-        assert abs(float(gain.mean()) - 1) < 0.01
-        assert abs(float(gain.var()) * looks - 1) < 0.03
+        gain = speckle_gain((200, 1, 32, 32), looks, seed=1)
+        assert abs(float(gain.mean()) - 1) < 0.02
+        assert abs(float(gain.var()) * looks - 1) < 0.06
+    x = speckle_gain((200, 1, 32, 32), 1, seed=2)
+    x = x - x.mean()
+    lag1_rows = float((x[..., 1:, :] * x[..., :-1, :]).mean() / x.var())
+    lag1_cols = float((x[..., :, 1:] * x[..., :, :-1]).mean() / x.var())
+    assert lag1_rows > 0.3 and lag1_cols > lag1_rows                      # a grain wider laterally than axially
+    far = float((x[..., :, 8:] * x[..., :, :-8]).mean() / x.var())
+    assert abs(far) < 0.05                                                # but only over a few pixels
+
+
+def test_speckle_is_applied_before_log_compression():
+    """On the display (a log scale) speckle is additive: a shift of 10 log10(gain) / DR, the same at any
+    brightness, with mean 10 / ln 10 · (ψ(L) − ln L) / DR (−2.51 dB for one look)."""
+    from scipy.special import digamma
+    for looks in (1, 4):
+        shifts = []
+        for u in (0.4, 0.7):
+            flat = torch.full((100, 1, 32, 32), 2 * u - 1)
+            shifts.append(float(((speckle(flat, looks, seed=4, clip=False) + 1) / 2 - u).mean()))
+        want = 10 / math.log(10) * (digamma(looks) - math.log(looks)) / DISPLAY_RANGE_DB
+        assert abs(shifts[0] - shifts[1]) < 1e-9 and abs(shifts[0] - want) < 0.004
 
 
 def test_low_resolution_loses_detail_but_keeps_a_smooth_image():
@@ -238,9 +273,60 @@ def test_notebook_06_runs_fast_on_own_xray_and_ultrasound_data(tmp_path):
     arms = {r["arm"] for r in m["runs"]}
     assert {"degraded", "nlm", "tv", "bicubic", "unet_l1", "pix2pix"} <= arms
     assert {r["task"] for r in m["runs"]} == {"denoise", "superres", "despeckle"}
-    assert all(0 <= r["hallucinated"] <= 1 and r["psnr"] <= PSNR_CAP_DB for r in m["runs"])
+    assert all(0 <= r["structured_error"] <= 1 and r["psnr"] <= PSNR_CAP_DB for r in m["runs"])
+    assert all(abs(r["structured_added"] + r["structured_removed"] - r["structured_error"]) < 1e-6 for r in m["runs"])
+    cohen = m["hallucination_experiment"]                                 # the npz names benign and malignant cases
+    assert set(cohen["arms"]) == {"benign-only", "mixed"} and cohen["n_malignant_test"] > 0
+    for key in ("removed", "added", "lesions_erased", "structures_added"):
+        lo, hi = cohen["contrasts"][key]["ci"]
+        assert -1 <= lo <= hi <= 1
     assert len({r["seed"] for r in m["runs"]}) == 2 and m["exploratory"]
     from medgan_utils.course.evidence_keys import evidence_problems
     rec = json.loads(Path(row["results"]).read_text())
     assert evidence_problems("06_enhancement", rec) == []
     assert m["split"]["us"]["grouped"] and m["operating_point"]["threshold_from"] == "validation"
+
+
+# --- variance-stabilised classical baselines -------------------------------------------------------------------
+
+def test_anscombe_round_trip_and_stabilised_variance():
+    from medgan_utils import anscombe, inverse_anscombe
+    z = np.linspace(0, 500, 1001)
+    for r in (0.0, 2.0):
+        assert np.allclose(inverse_anscombe(anscombe(z, r), r, unbiased=False), z, atol=1e-9)
+    rng = np.random.default_rng(0)
+    for lam in (5.0, 20.0, 100.0):
+        counts = rng.poisson(lam, 400_000) + 2.0 * rng.standard_normal(400_000)
+        y = anscombe(counts, 2.0)
+        assert abs(y.var() - 1) < 0.1                                     # the variance is stabilised
+        assert abs(float(inverse_anscombe(y.mean(), 2.0)) / lam - 1) < 0.02   # the unbiased inverse of the mean
+
+
+def _wave_images(n=6, size=32):
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    return torch.stack([(0.6 * torch.sin(3 * xx + i) * torch.cos(2 * yy)).unsqueeze(0) for i in range(n)])
+
+
+def test_the_strength_grid_is_widened_until_its_optimum_is_inside():
+    from medgan_utils.course.enhancement import _GRIDS
+    clean = _wave_images()
+    g = torch.Generator().manual_seed(0)
+    for noise in (0.02, 1.2):                        # the best TV weight lies below / above the starting grid
+        noisy = (clean + noise * torch.randn(clean.shape, generator=g)).clamp(-1, 1)
+        best, scores = tune_classical("tv", noisy, clean)
+        grid = sorted(scores)
+        assert grid[0] < best < grid[-1], (noise, best, grid)
+        assert best not in _GRIDS["tv"] or min(grid) < min(_GRIDS["tv"]) or max(grid) > max(_GRIDS["tv"])
+
+
+@pytest.mark.parametrize("task,level", [("denoise", 20), ("despeckle", 1)])
+def test_the_stabilised_domain_helps_the_classical_baseline(task, level):
+    from medgan_utils import noise_domain
+    clean = _wave_images()
+    bad = degrade(clean, task, level, seed=1, read_noise=2.0)
+    domain = noise_domain(task, level, 2.0)
+    for method in ("nlm", "tv"):
+        _, raw = tune_classical(method, bad, clean)
+        _, stabilised = tune_classical(method, bad, clean, domain)
+        assert max(stabilised.values()) > max(raw.values()) + 0.5, (method, raw, stabilised)
+    assert noise_domain("superres", 2) is None

@@ -6,7 +6,8 @@ notebooks and by :mod:`medgan_utils.tools`.
 """
 from .augmentation import (ARMS, SYNTHETIC_ARMS, arm_training_set, cached_conditional_gan, check_arms,
                            draw_synthetic, gan_cache_key, synthetic_counts_for)
-from .enhancement import CLASSICAL_METHODS, classical_restore, image_scores, tune_classical
+from .enhancement import (CLASSICAL_METHODS, anscombe, classical_restore, image_scores, inverse_anscombe, noise_domain,
+                          tune_classical)
 from .challenges import (LAB_NAMES, check_labs, diversity_ratio, failure_signature, generator_grad_norm,
                          train_image_gan, train_ring_gan)
 from .envinfo import environment_report, format_report
@@ -41,7 +42,8 @@ __all__ = [
     "explore", "frontend_available",
     "ARMS", "SYNTHETIC_ARMS", "arm_training_set", "cached_conditional_gan", "check_arms", "draw_synthetic",
     "gan_cache_key", "synthetic_counts_for",
-    "CLASSICAL_METHODS", "classical_restore", "image_scores", "tune_classical",
+    "CLASSICAL_METHODS", "anscombe", "classical_restore", "image_scores", "inverse_anscombe", "noise_domain",
+    "tune_classical",
     "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
     "remove_lesions", "residual_features",
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",

@@ -1,5 +1,6 @@
 """Data: the registry of course datasets, MD5-checked downloads, image sets, loading, phantoms and own data."""
-from .degrade import ENHANCEMENT_TASKS, degrade, low_dose, low_resolution, speckle
+from .degrade import (ATTENUATION_K, DISPLAY_RANGE_DB, ENHANCEMENT_TASKS, MIN_COUNTS, degrade, low_dose, low_resolution,
+                      speckle)
 from .download import DataFolderError, check_file, data_root, ensure_file, fetch, md5sum
 from .imageset import ImageSet, to_display, to_unit_range
 from .masks import DEFORM_KINDS, deform_masks, lesion_stats
@@ -32,5 +33,6 @@ __all__ = [
     "DEFORM_KINDS", "deform_masks", "lesion_stats",
     "SEG_FOLDER_LAYOUT", "SEG_NPZ_LAYOUT", "GreyMaskWarning", "binarise_mask", "is_segmentation_data",
     "read_user_masks", "user_masks_info",
-    "ENHANCEMENT_TASKS", "degrade", "low_dose", "low_resolution", "speckle",
+    "ATTENUATION_K", "DISPLAY_RANGE_DB", "ENHANCEMENT_TASKS", "MIN_COUNTS", "degrade", "low_dose", "low_resolution",
+    "speckle",
 ]

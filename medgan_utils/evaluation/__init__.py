@@ -11,7 +11,7 @@ from .distances import frechet_distance, frechet_distance_from_stats, kid, knn_r
 from .features import FIXED_RECIPE, default_cache_dir, extract_features, fixed_feature_net, train_feature_net
 from .generator_report import evaluate_generator, evaluation_table
 from .image_quality import (PSNR_CAP_DB, hallucination_fraction, lesion_changes, noise_level, psnr,
-                            ssim)
+                            ssim, structured_error)
 from .inception import (INCEPTION_FID_CAVEAT, InceptionWeightsUnavailable, inception_features,
                         inception_features_available, inception_fid, inception_weights_path)
 from .memorisation import memorisation_audit, plot_memorisation_pairs
@@ -38,7 +38,7 @@ __all__ = [
     "binarise", "dice", "dice_scores", "hd95", "iou", "segmentation_metrics",
     "ATTACKS", "attack_images", "attack_metrics", "check_attacks", "check_epsilons", "fgsm", "perturbation_stats",
     "pgd", "train_adversarial", "discriminator_scores", "membership_auc", "membership_inference",
-    "paired_bootstrap", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim",
+    "paired_bootstrap", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim", "structured_error",
     "conv2d_flops", "format_cost_table", "training_cost",
     "BOOTSTRAP_METHOD", "EvidenceTable", "SelectionLog", "SelectionOnTestError", "bootstrap_contrast", "claim",
     "fast_auc", "holm", "seed_contrast", "wilson_interval", "DISEASE_CLASSES", "calibration", "diagnosis_bootstrap", "disease_class",

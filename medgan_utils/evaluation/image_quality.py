@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-__all__ = ["PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim"]
+__all__ = ["PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim", "structured_error"]
 
 PSNR_CAP_DB = 100.0
 
@@ -51,14 +51,27 @@ def noise_level(degraded: torch.Tensor, clean: torch.Tensor) -> float:
     return float((degraded - clean).pow(2).mean().sqrt())
 
 
-def hallucination_fraction(enhanced: torch.Tensor, clean: torch.Tensor, sigma: float, k: float = 2.0,
-                           window: int = 3) -> torch.Tensor:
-    """Per image, the fraction of pixels whose ``window`` × ``window`` mean error exceeds k · σ / window."""
+def structured_error(enhanced: torch.Tensor, clean: torch.Tensor, sigma: float, k: float = 2.0,
+                     window: int = 3) -> dict:
+    """Per image, the fraction of pixels whose ``window`` × ``window`` mean error (enhanced − clean) exceeds
+    k · σ / window: ``added`` where the restorer made the image brighter than the truth (structure or texture put
+    in), ``removed`` where it made it darker (structure taken out). Leftover pixel noise rarely crosses the line;
+    a blurred edge or an invented or erased spot does."""
     enhanced, clean = _pair(enhanced, clean)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma}: measure it with noise_level(degraded, clean).")
     local = F.avg_pool2d(enhanced - clean, window, stride=1, padding=window // 2, count_include_pad=False)
-    return (local.abs() > k * float(sigma) / window).float().mean(dim=(1, 2, 3))
+    line = k * float(sigma) / window
+    return {"added": (local > line).float().mean(dim=(1, 2, 3)),
+            "removed": (local < -line).float().mean(dim=(1, 2, 3))}
+
+
+def hallucination_fraction(enhanced: torch.Tensor, clean: torch.Tensor, sigma: float, k: float = 2.0,
+                           window: int = 3) -> torch.Tensor:
+    """Per image, the fraction of pixels whose ``window`` × ``window`` mean error exceeds k · σ / window in either
+    direction: the total :func:`structured_error` (added + removed)."""
+    parts = structured_error(enhanced, clean, sigma, k, window)
+    return parts["added"] + parts["removed"]
 
 
 def lesion_changes(mask_clean: torch.Tensor, mask_enhanced: torch.Tensor, true_mask: torch.Tensor) -> dict:
