@@ -51,9 +51,13 @@ def _loss_and_wrong(net, x, y):
 def pgd_restarts(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, *, steps: int = 50,
                  restarts: int = 5, seed: int = 0, **options) -> torch.Tensor:
     """The worst case over ``restarts`` random starts of :func:`~medgan_utils.evaluation.attacks.pgd`: per image,
-    a restart that misclassifies it if any does, else the one with the highest loss."""
+    a restart that misclassifies it if any does, else the one with the highest loss. Runs on ``net``'s device and
+    returns CPU images."""
     restarts = positive_int(restarts, "restarts")
-    y = torch.as_tensor(labels).long().view(-1).to(images.device)
+    weight = next(net.parameters(), None)
+    device = weight.device if weight is not None else images.device
+    images = images.to(device)
+    y = torch.as_tensor(labels).long().view(-1).to(device)
     best = pgd(net, images, y, eps, steps=steps, seed=int(seed) * 7919, **options)
     best_loss, best_wrong = _loss_and_wrong(net, best, y)
     for r in range(1, restarts):
@@ -62,7 +66,7 @@ def pgd_restarts(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps
         better = (wrong & ~best_wrong) | ((wrong == best_wrong) & (loss > best_loss))
         best = torch.where(better.view(-1, *[1] * (images.ndim - 1)), x, best)
         best_loss, best_wrong = torch.where(better, loss, best_loss), best_wrong | wrong
-    return best
+    return best.cpu()
 
 
 def _fmt(eps):
