@@ -51,10 +51,12 @@ from .evaluation import (hallucination_fraction, lesion_changes, noise_level, pa
                          ssim, structured_error)
 from .gan import enhancement_step
 # notebook 08: attacks, tampering, membership inference, differential privacy
-from .course import (BLEND_MODES, dilate, inject_lesions, paste, place_lesion, region_recall, remove_lesions,
-                     residual_features, TAMPER_KINDS)
-from .evaluation import (attack_images, attack_metrics, ATTACKS, check_attacks, check_epsilons, discriminator_scores,
-                         fgsm, membership_auc, membership_inference, perturbation_stats, pgd, train_adversarial)
+from .course import (BLEND_MODES, dilate, inject_lesions, inpainting_input, inpainting_pairs, paired_detector_auc,
+                     paste, place_lesion, region_recall, remove_lesions, residual_features, TAMPER_KINDS)
+from .evaluation import (attack_images, attack_metrics, attack_success_rate, ATTACKS, check_attacks, check_epsilons,
+                         discriminator_scores, drop_near_copies, fgsm, format_checklist, membership_auc,
+                         membership_inference, perturbation_stats, pgd, pgd_restarts, robustness_checklist,
+                         tpr_at_fpr, train_adversarial)
 from .gan import epsilon_spent, noise_for_epsilon, PrivateGANResult, train_private_gan
 # notebook 07: stability, data scarcity, cost, GANs against diffusion
 from .course import (check_labs, diversity_ratio, failure_signature, generator_grad_norm, LAB_NAMES,
@@ -122,6 +124,8 @@ __all__ = [
     "remove_lesions", "residual_features", "ATTACKS", "attack_images", "attack_metrics", "check_attacks",
     "check_epsilons", "discriminator_scores", "fgsm", "membership_auc", "membership_inference", "perturbation_stats",
     "pgd", "train_adversarial", "PrivateGANResult", "epsilon_spent", "noise_for_epsilon", "train_private_gan",
+    "inpainting_input", "inpainting_pairs", "paired_detector_auc", "attack_success_rate", "drop_near_copies",
+    "format_checklist", "pgd_restarts", "robustness_checklist", "tpr_at_fpr",
     # notebook 07: stability, data scarcity, cost, GANs against diffusion
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
     "train_ring_gan", "conv2d_flops", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",

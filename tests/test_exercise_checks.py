@@ -459,6 +459,19 @@ def _case_08_3():
 CASES = {name[6:].replace("_", "."): fn for name, fn in globals().items() if name.startswith("_case_")}
 
 
+def test_08_3_checks_the_transfer_rows_of_the_main_table_too(capsys):
+    """Section 2.1's table now holds the transfer rows (trained on one blend mode, tested on the other): a swapped
+    transfer pair passes the same-mode rows but not those."""
+    good, _, _ = _case_08_3()
+    rows = [{"trained_on": tm, "mode": sm, "auc": good["transfer_auc"][tm, sm]} for tm in ("local", "blended")
+            for sm in ("local", "blended")]
+    assert check_exercise("08.3", namespace={**good, "detector_rows": rows}) is True
+    swapped = {**good["transfer_auc"], ("local", "blended"): 0.66, ("blended", "local"): 0.55}
+    with pytest.raises(AnswerIncorrect, match=r"transfer_auc\[\('local', 'blended'\)\] = 0\.66, but recomputing it gives 0\.55"):
+        check_exercise("08.3", namespace={**good, "transfer_auc": swapped, "detector_rows": rows})
+    assert check_exercise("08.3", namespace={**good, "transfer_auc": swapped}) is True  # same-mode rows alone miss it
+
+
 def test_every_registered_check_has_a_case_here():
     assert set(CASES) == set(checks()), f"no case for {sorted(set(checks()) - set(CASES))}"
 

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from medgan_utils import SettingError
-from medgan_utils.course import inject_lesions, paste, place_lesion, region_recall, remove_lesions, residual_features
+from medgan_utils.course import (dilate, inject_lesions, paste, place_lesion, region_recall, remove_lesions,
+                                 residual_features)
 from medgan_utils.evaluation import (attack_images, check_attacks, check_epsilons, fgsm, membership_auc,
                                      membership_inference, pgd, train_adversarial)
 from medgan_utils.gan import epsilon_spent, noise_for_epsilon, train_private_gan
@@ -155,7 +156,7 @@ def _square_masks(n=4, size=32):
 def test_injected_lesions_avoid_the_existing_lesion_and_stay_inside_the_image():
     masks = _square_masks()
     images = torch.zeros(4, 1, 32, 32)
-    generate = lambda m: m * 2 - 1  # a "generator" that paints lesions white
+    generate = lambda c: c[:, 2:3]  # an "in-painter" that paints the lesion map it is given, white on black
     out = inject_lesions(generate, images, masks, masks, "local", seed=0, clearance=3)
     assert len(out["index"]) == 4
     assert not (out["lesions"] * masks).any()
@@ -169,7 +170,7 @@ def test_injected_lesions_avoid_the_existing_lesion_and_stay_inside_the_image():
 def test_removal_and_blending_change_only_the_neighbourhood():
     masks = _square_masks()
     images = torch.ones(4, 1, 32, 32)
-    out = remove_lesions(lambda m: torch.full_like(m, -1.0), images, masks, "blended", margin=2)
+    out = remove_lesions(lambda c: c[:, 2:3], images, masks, "blended", margin=2)  # an empty map: all -1
     far = torch.ones_like(masks)
     far[:, :, :24, :24] = 0  # lesion 4-10, margin 2, feathered edge: well inside 24
     assert torch.equal(out["images"] * far, images * far)
@@ -226,3 +227,84 @@ def test_a_dp_step_clips_one_gradient_per_real_image_and_no_fake_one(monkeypatch
                              torch.Generator().manual_seed(0), n_fake=8)
     assert clipped == [5, 7]                                  # one clipped gradient per real image, none per fake
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))  # and D did learn
+
+
+def test_tpr_at_low_fpr_reads_the_members_above_the_strictest_non_members():
+    from medgan_utils.evaluation import tpr_at_fpr
+
+    nonmembers = np.arange(100, dtype=float)            # 0 .. 99
+    members = np.array([99.5, 98.5, 97.5, 50.0])         # 1 % FPR: the threshold is the 2nd highest non-member (98)
+    assert tpr_at_fpr(members, nonmembers, 0.01) == 0.5  # 99.5 and 98.5 lie above it
+    assert tpr_at_fpr(members, nonmembers, 0.0) == 0.25  # only 99.5 beats every non-member
+    assert tpr_at_fpr(members, nonmembers, 0.05) == 0.75
+    assert tpr_at_fpr(np.full(4, 99.0), nonmembers, 0.0) == 0.0  # a tie with a non-member is not above it
+    with pytest.raises(SettingError, match="fpr"):
+        tpr_at_fpr(members, nonmembers, 1.5)
+
+
+def test_membership_auc_reports_tpr_at_1_percent_fpr_and_d_gap_with_intervals():
+    rng = np.random.default_rng(1)
+    res = membership_auc(rng.normal(1.0, 1, 400), rng.normal(0.0, 1, 400), n_boot=200, seed=0)
+    assert 0.7 < res["auc"] < 0.82 and res["ci_low"] < res["auc"] < res["ci_high"]
+    assert 0.0 < res["tpr_at_fpr"] < 0.3 and res["fpr"] == 0.01  # a shifted Gaussian: a weak low-FPR attack
+    assert res["tpr_ci"][0] <= res["tpr_at_fpr"] <= res["tpr_ci"][1]
+    assert res["score_gap"] == pytest.approx(1.0, abs=0.2) and res["gap_ci"][0] > 0.5
+    chance = membership_auc(rng.normal(0, 1, 400), rng.normal(0, 1, 400), n_boot=200)
+    assert chance["gap_ci"][0] < 0 < chance["gap_ci"][1] and chance["tpr_ci"][0] <= 0.01
+
+
+def test_drop_near_copies_removes_both_sides_of_a_duplicate_across_the_sets():
+    from medgan_utils.evaluation import drop_near_copies
+
+    g = torch.Generator().manual_seed(0)
+    members = torch.rand(20, 1, 16, 16, generator=g) * 2 - 1
+    nonmembers = torch.rand(15, 1, 16, 16, generator=g) * 2 - 1
+    nonmembers[3] = members[7]                          # an exact copy across the sets
+    nonmembers[9] = members[2] + 0.001                  # a near copy
+    m, n, report = drop_near_copies(members, nonmembers)
+    assert report["dropped_members"] == 2 and report["dropped_nonmembers"] == 2
+    assert (len(m), len(n)) == (18, 13)
+    assert not any(torch.equal(a, b) for a in m for b in n)
+    _, _, clean = drop_near_copies(members[:10], members[10:])
+    assert clean["dropped_members"] == clean["dropped_nonmembers"] == 0
+
+
+def test_inpainting_input_hides_the_region_and_pairs_teach_lesions_and_tissue():
+    from medgan_utils.course import inpainting_input, inpainting_pairs
+
+    masks = _square_masks()
+    masks[3] = 0                                        # one image without a lesion
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 1, 32, 32, generator=g) * 2 - 1
+    regions = dilate(masks, 2)
+    cond = inpainting_input(images, regions, masks)
+    assert cond.shape == (4, 3, 32, 32)
+    assert (cond[:, :1][regions > 0] == 0).all()        # nothing of the image inside the region gets through
+    assert torch.equal(cond[:, :1][regions == 0], images[regions == 0])
+    other = images.clone()
+    other[regions > 0] = 0.7                            # a different content inside the hole: the same input
+    assert torch.equal(inpainting_input(other, regions, masks), cond)
+    conds, targets = inpainting_pairs(images, masks, seed=0)
+    assert len(conds) == len(targets) == 3 + 4          # three lesions cut out, four lesion-free holes
+    assert (conds[:3, 2:3] > 0).any() and torch.equal(targets[:3], images[:3])
+    hole, lesion = conds[3:, 1:2] > 0, conds[3:, 2:3] > 0
+    assert hole.any() and not (hole & lesion).any()     # the tissue holes carry no lesion to draw
+
+
+def test_paired_detector_auc_resamples_images_with_their_pairs():
+    from medgan_utils.course import paired_detector_auc
+
+    rng = np.random.default_rng(0)
+    untouched = rng.normal(0, 1, 60)
+    tampered = untouched + 1.0 + rng.normal(0, 0.3, 60)  # each edit raises its own region's score
+    ids = np.r_[np.arange(30), np.arange(30)]           # every image holds an injection and a removal pair
+    res = paired_detector_auc(tampered, untouched, ids, n_boot=300, seed=0)
+    assert res["n_images"] == 30 and res["n_pairs"] == 60
+    assert 0 <= res["ci"][0] < res["estimate"] < res["ci"][1] <= 1 and res["estimate"] > 0.7
+    # pairs of the same image move together: with every pair duplicated the interval stays as wide as 30 images
+    dup = paired_detector_auc(np.r_[tampered, tampered], np.r_[untouched, untouched], np.r_[ids, ids],
+                              n_boot=300, seed=0)
+    assert dup["estimate"] == pytest.approx(res["estimate"])
+    assert dup["ci"][1] - dup["ci"][0] == pytest.approx(res["ci"][1] - res["ci"][0], rel=0.15)
+    with pytest.raises(SettingError, match="Fix"):
+        paired_detector_auc(tampered, untouched[:5], ids)

@@ -20,8 +20,8 @@ from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
 from .splits import SPLIT_MODES, CourseSplits, leak_free_splits, lookup_baseline
 from .budget import fast_budget, measure_speed, trainer_fast_budget, units_for_budget
-from .tampering import (BLEND_MODES, TAMPER_KINDS, dilate, inject_lesions, paste, place_lesion, region_recall,
-                        remove_lesions, residual_features)
+from .tampering import (BLEND_MODES, TAMPER_KINDS, dilate, inject_lesions, inpainting_input, inpainting_pairs,
+                        paired_detector_auc, paste, place_lesion, region_recall, remove_lesions, residual_features)
 from .tour import (class_balance, duplicates_across_splits, find_duplicates, gan_diagram, intensity_histograms,
                    intensity_stats, lesion_fraction, nearest_neighbours, show_with_masks, time_matmul)
 from .toy import (Mixture1D, gaussian_pdf, jsd_on_grid, kl_on_grid, make_discriminator, make_generator, mlp,
@@ -45,7 +45,7 @@ __all__ = [
     "CLASSICAL_METHODS", "anscombe", "classical_restore", "image_scores", "inverse_anscombe", "noise_domain",
     "tune_classical",
     "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
-    "remove_lesions", "residual_features",
+    "remove_lesions", "residual_features", "inpainting_input", "inpainting_pairs", "paired_detector_auc",
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
     "train_ring_gan",
 ]

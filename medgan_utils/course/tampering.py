@@ -1,14 +1,19 @@
-"""CT-GAN-style tampering (Mirsky et al., USENIX Security 2019) with a mask → image generator, and a simple
-noise-residual tamper detector (notebook 08).
+"""CT-GAN-style tampering (Mirsky et al., USENIX Security 2019) with an in-painting generator conditioned on the
+image, and a simple noise-residual tamper detector (notebook 08).
 
-* **inject**: a donor lesion mask is placed in a lesion-free part of the image; the generator draws an image for
-  the original mask plus the new lesion; the new lesion's neighbourhood is pasted into the original image.
-* **remove**: the generator draws an image for an *empty* mask; the lesion's neighbourhood is pasted in.
+CT-GAN in-paints from the surrounding scan: the generator sees the image with the region to edit cut out, the
+region, and the lesion map wanted there (:func:`inpainting_input`), and fills the hole.
+
+* **inject**: a donor lesion mask is placed in a lesion-free part of the image; its neighbourhood is cut out and
+  in-painted with the lesion map (old lesions + the new one); the neighbourhood is pasted back.
+* **remove**: the lesion's neighbourhood is cut out and in-painted with an empty lesion map; pasted back.
 * **local** pastes the neighbourhood with a hard edge; **blended** fades it in with a Gaussian-feathered alpha.
 
-``generate(masks) -> images`` is any mask → image model (notebook 05's pix2pix generator): images are N×1×H×W
-in [-1, 1], masks N×1×H×W in {0, 1}. :func:`residual_features` describes the noise left after a 3×3 median
-filter inside a region and in a ring around it: generated texture is smoother than ultrasound speckle.
+``generate(conditions) -> images`` is any model of ``inpainting_input`` (N×3×H×W) → image (N×1×H×W), trained on
+:func:`inpainting_pairs` of training images (notebook 08 uses 05's pix2pix step). Images lie in [-1, 1], masks
+in {0, 1}. :func:`residual_features` describes the noise left after a 3×3 median filter inside a region and in a
+ring around it: generated texture is smoother than ultrasound speckle. :func:`paired_detector_auc` scores a tamper
+detector with a bootstrap over images that keeps each tampered / untouched pair together.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch.nn.functional as F
 from ..core.errors import SettingError
 
 __all__ = ["TAMPER_KINDS", "BLEND_MODES", "dilate", "place_lesion", "paste", "inject_lesions", "remove_lesions",
-           "residual_features", "region_recall"]
+           "residual_features", "region_recall", "inpainting_input", "inpainting_pairs", "paired_detector_auc"]
 
 TAMPER_KINDS = ("inject", "remove")
 BLEND_MODES = ("local", "blended")
@@ -79,6 +84,59 @@ def paste(original: torch.Tensor, generated: torch.Tensor, region: torch.Tensor,
     return original * (1 - alpha) + generated * alpha
 
 
+def inpainting_input(images: torch.Tensor, regions: torch.Tensor, lesions: torch.Tensor) -> torch.Tensor:
+    """The in-painter's input, N×3×H×W: the image with the region set to 0 (mid grey), the region and the lesion
+    map wanted, both as ±1. Nothing of the image inside the region gets through."""
+    hole = (regions > 0.5).float()
+    return torch.cat([images * (1 - hole), hole * 2 - 1, (lesions > 0.5).float() * 2 - 1], 1)
+
+
+def inpainting_pairs(images: torch.Tensor, masks: torch.Tensor, *, seed: int = 0, margin: int = 3,
+                     clearance: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(conditions, targets)`` to train an in-painter on training images: every lesion cut out with its lesion
+    map (it learns to draw a lesion), and every image with a donor-shaped hole in a lesion-free spot and no lesion
+    there (it learns to draw tissue). The target is always the untouched image."""
+    gen = torch.Generator().manual_seed(int(seed))
+    has = torch.nonzero(masks.flatten(1).amax(1) > 0).view(-1)
+    if not len(has):
+        raise SettingError("No training image has a lesion to learn from. Fix: pass images with their lesion masks.")
+    donors = masks[has].roll(1, 0)  # lesion shapes of other patients
+    conds, targets = [inpainting_input(images[has], dilate(masks[has], margin), masks[has])], [images[has]]
+    free = [(i, place_lesion(masks[i], donors[i % len(donors)], gen, clearance)) for i in range(len(images))]
+    free = [(i, p) for i, p in free if p is not None]
+    if free:
+        idx = torch.tensor([i for i, _ in free])
+        holes = dilate(torch.stack([p for _, p in free]), margin)
+        conds.append(inpainting_input(images[idx], holes, masks[idx]))
+        targets.append(images[idx])
+    return torch.cat(conds), torch.cat(targets)
+
+
+def paired_detector_auc(tampered: np.ndarray, untouched: np.ndarray, image_ids, *, n_boot: int = 1000,
+                        seed: int = 0) -> dict:
+    """AUC of a detector's scores on tampered regions (positives) against the same regions untouched (negatives),
+    with a bootstrap that resamples *images* and keeps every pair of a drawn image together (an image may hold an
+    injection pair and a removal pair). Returns :func:`~medgan_utils.evaluation.evidence.bootstrap_contrast`'s
+    dict (estimate, ci, ...)."""
+    from ..evaluation.evidence import bootstrap_contrast, fast_auc
+
+    t, u = np.asarray(tampered, float).ravel(), np.asarray(untouched, float).ravel()
+    ids = np.asarray(image_ids).ravel()
+    if not len(t) == len(u) == len(ids) or len(t) < 2:
+        raise SettingError(f"paired_detector_auc needs one tampered and one untouched score per pair and at least "
+                           f"two pairs, got {len(t)}, {len(u)} and {len(ids)} image ids. Fix: pass aligned arrays.")
+    images = np.unique(ids)
+    pairs_of = [np.flatnonzero(ids == i) for i in images]
+
+    def auc(_, idx):
+        rows = np.concatenate([pairs_of[i] for i in idx])
+        return fast_auc(np.r_[np.ones(len(rows)), np.zeros(len(rows))], np.r_[t[rows], u[rows]])
+
+    out = bootstrap_contrast(auc, {0: None}, n_items=len(images), bounds=(0, 1), n_boot=n_boot, seed=seed)
+    out["method"] = f"bootstrap over {len(images)} images, tampered / untouched pairs kept together ({n_boot} resamples)"
+    return {**out, "n_pairs": int(len(t)), "n_images": int(len(images))}
+
+
 def inject_lesions(generate, images: torch.Tensor, masks: torch.Tensor, donors: torch.Tensor, mode: str, *,
                    seed: int = 0, margin: int = 3, clearance: int = 3) -> dict:
     """Inject one donor lesion per image. Returns ``images`` (tampered), ``lesions`` (the injected lesion
@@ -94,20 +152,20 @@ def inject_lesions(generate, images: torch.Tensor, masks: torch.Tensor, donors: 
         raise SettingError("No image had room for a donor lesion. Fix: use smaller donor lesions or larger images.")
     idx = torch.tensor(keep)
     lesions = torch.stack(placed)
-    fake = generate(torch.clamp(masks[idx] + lesions, 0, 1))
     regions = dilate(lesions, margin)
+    fake = generate(inpainting_input(images[idx], regions, torch.clamp(masks[idx] + lesions, 0, 1)))
     return {"images": paste(images[idx], fake, regions, mode), "lesions": lesions, "regions": regions,
             "index": idx, "generated": fake}
 
 
 def remove_lesions(generate, images: torch.Tensor, masks: torch.Tensor, mode: str, *, margin: int = 3) -> dict:
-    """In-paint every image's lesion area from the generator's image for an empty mask. Returns ``images``,
-    ``lesions`` (the removed masks), ``regions`` and ``index`` (the images that had a lesion)."""
+    """In-paint every image's lesion area with an empty lesion map. Returns ``images``, ``lesions`` (the removed
+    masks), ``regions`` and ``index`` (the images that had a lesion)."""
     idx = torch.nonzero(masks.flatten(1).amax(1) > 0).view(-1)
     if not len(idx):
         raise SettingError("No image has a lesion to remove. Fix: pass images with non-empty masks.")
-    fake = generate(torch.zeros_like(masks[idx]))
     regions = dilate(masks[idx], margin)
+    fake = generate(inpainting_input(images[idx], regions, torch.zeros_like(masks[idx])))
     return {"images": paste(images[idx], fake, regions, mode), "lesions": masks[idx].float(), "regions": regions,
             "index": idx, "generated": fake}
 

@@ -77,9 +77,10 @@ def fgsm(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float,
 
 def pgd(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int = 10,
         step_size: float | None = None, bounds: tuple[float, float] = (-1.0, 1.0), random_start: bool = True,
-        seed: int = 0) -> torch.Tensor:
+        seed: int = 0, targeted: bool = False) -> torch.Tensor:
     """L∞ PGD: a random start in the ε-ball, then ``steps`` signed steps (default size 2.5·ε/steps), each
-    projected onto the ε-ball around ``images`` and onto ``bounds``."""
+    projected onto the ε-ball around ``images`` and onto ``bounds``. ``targeted=True`` reads ``labels`` as the
+    classes to reach and steps *down* their cross-entropy."""
     (eps,) = check_epsilons([eps])
     steps = positive_int(steps, "PGD steps")
     lo, hi = bounds
@@ -87,6 +88,7 @@ def pgd(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, 
     if radius == 0:
         return images.detach().clone()
     alpha = (2.5 * eps / steps if step_size is None else float(step_size)) * (hi - lo)
+    alpha = -alpha if targeted else alpha
     x0 = images.detach()
     x = x0.clone()
     if random_start:

@@ -4,7 +4,12 @@ LOGAN's white-box attack (Hayes et al., PoPETs 2019): an overfitted discriminato
 trained on higher than new images from the same distribution, so its score is a membership test. The attack
 is scored by the ROC AUC (``sklearn.metrics.roc_auc_score``) of the score on members (training images) against
 non-members (held-out images of the same distribution), equal counts of each: 0.5 is chance, 1.0 recognises
-every training image. A percentile bootstrap over the images gives the interval.
+every training image. Carlini et al. (2022, "Membership inference attacks from first principles") add the
+**TPR at a low FPR** (1 %): the share of members recognised while almost no non-member is accused, which is what
+an attacker who must be sure cares about. Beside them, D's **overfitting gap**: its mean score on members minus
+on non-members (ADA's overfitting signal, Karras et al. 2020, and LOGAN's attack signal at once). A percentile
+bootstrap over the images gives the three intervals. :func:`drop_near_copies` removes member / non-member pairs
+that are near copies of each other before any of this (a duplicate across splits is "recognised" for free).
 
 This measures something else than :func:`~medgan_utils.evaluation.memorisation.memorisation_audit`: the audit
 asks whether *generated* images copy training images (what a user of the synthetic data sees); membership
@@ -19,7 +24,7 @@ from torch import nn
 
 from ..core.errors import SettingError
 
-__all__ = ["discriminator_scores", "membership_auc", "membership_inference"]
+__all__ = ["discriminator_scores", "membership_auc", "membership_inference", "tpr_at_fpr", "drop_near_copies"]
 
 
 @torch.no_grad()
@@ -35,36 +40,65 @@ def discriminator_scores(D: nn.Module, images: torch.Tensor, batch_size: int = 5
     return torch.cat(out).double().numpy()
 
 
-def membership_auc(member_scores, nonmember_scores, n_boot: int = 500, seed: int = 0) -> dict:
-    """ROC AUC of "member" from the scores (higher = more likely a member), with a bootstrap 95 % interval.
+def tpr_at_fpr(member_scores, nonmember_scores, fpr: float = 0.01) -> float:
+    """Share of members scored above a threshold that at most ``fpr`` of the non-members exceed (the
+    threshold is the (k+1)-th highest non-member score, k = ⌊fpr · n⌋; ties count as not above)."""
+    a, b = np.asarray(member_scores, float).ravel(), np.sort(np.asarray(nonmember_scores, float).ravel())[::-1]
+    if not 0 <= fpr < 1:
+        raise SettingError(f"fpr must lie in [0, 1), got {fpr}. Fix: e.g. fpr=0.01.")
+    k = int(np.floor(fpr * len(b) + 1e-9))
+    return float(np.mean(a > b[min(k, len(b) - 1)]))
 
-    Returns ``{"auc", "ci_low", "ci_high", "n_members", "n_nonmembers"}``.
+
+def _attack_numbers(a, b, fpr):
+    from .evidence import fast_auc
+
+    return (fast_auc(np.r_[np.ones(len(a)), np.zeros(len(b))], np.r_[a, b]), tpr_at_fpr(a, b, fpr),
+            float(a.mean() - b.mean()))
+
+
+def membership_auc(member_scores, nonmember_scores, n_boot: int = 500, seed: int = 0, fpr: float = 0.01) -> dict:
+    """ROC AUC of "member" from the scores (higher = more likely a member), its TPR at ``fpr`` and the mean score
+    gap (members − non-members), each with a percentile bootstrap 95 % interval over members and non-members.
+
+    Returns ``{"auc", "ci_low", "ci_high", "tpr_at_fpr", "tpr_ci", "fpr", "score_gap", "gap_ci", "n_members",
+    "n_nonmembers", "n_boot"}``.
     """
-    from sklearn.metrics import roc_auc_score
-
     a, b = np.asarray(member_scores, float).ravel(), np.asarray(nonmember_scores, float).ravel()
     if len(a) < 2 or len(b) < 2:
         raise SettingError(f"Membership inference needs at least two members and two non-members, got {len(a)} "
                            f"and {len(b)}. Fix: pass more images.")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise SettingError("A membership score is NaN or infinite. Fix: check the model (did training diverge?).")
-    y = np.r_[np.ones(len(a)), np.zeros(len(b))]
-    s = np.r_[a, b]
-    auc = float(roc_auc_score(y, s))
+    auc, tpr, gap = _attack_numbers(a, b, fpr)
     rng = np.random.default_rng(int(seed))
-    reps = []
-    for _ in range(int(n_boot)):
-        ia, ib = rng.integers(0, len(a), len(a)), rng.integers(0, len(b), len(b))
-        reps.append(roc_auc_score(y, np.r_[a[ia], b[ib]]))
-    lo, hi = (np.quantile(reps, [0.025, 0.975]) if reps else (None, None))
-    return {"auc": auc, "ci_low": None if lo is None else float(lo), "ci_high": None if hi is None else float(hi),
-            "n_members": len(a), "n_nonmembers": len(b)}
+    reps = np.array([_attack_numbers(a[rng.integers(0, len(a), len(a))], b[rng.integers(0, len(b), len(b))], fpr)
+                     for _ in range(int(n_boot))]).reshape(-1, 3)
+    ci = (np.quantile(reps, [0.025, 0.975], axis=0).T.tolist() if len(reps) else [[None, None]] * 3)
+    return {"auc": auc, "ci_low": ci[0][0], "ci_high": ci[0][1], "tpr_at_fpr": tpr, "tpr_ci": ci[1], "fpr": fpr,
+            "score_gap": gap, "gap_ci": ci[2], "n_members": len(a), "n_nonmembers": len(b), "n_boot": int(n_boot)}
+
+
+def drop_near_copies(members: torch.Tensor, nonmembers: torch.Tensor, threshold: float | None = None) -> tuple:
+    """``(members, nonmembers, report)`` without every image that has a near copy on the other side
+    (:func:`~medgan_utils.evaluation.neighbours.near_copy_clusters` on the two sets pooled; pass the split's
+    ``threshold`` to use the same rule as :func:`~medgan_utils.course.splits.leak_free_splits`)."""
+    from .neighbours import near_copy_clusters
+
+    found = near_copy_clusters(torch.cat([members, nonmembers]), threshold=threshold)
+    cluster = np.asarray(found["cluster"])
+    cm, cn = cluster[:len(members)], cluster[len(members):]
+    shared = np.intersect1d(cm, cn)
+    keep_m, keep_n = ~np.isin(cm, shared), ~np.isin(cn, shared)
+    report = {"dropped_members": int((~keep_m).sum()), "dropped_nonmembers": int((~keep_n).sum()),
+              "threshold": found["threshold"]}
+    return members[torch.from_numpy(keep_m)], nonmembers[torch.from_numpy(keep_n)], report
 
 
 def membership_inference(D: nn.Module, members: torch.Tensor, nonmembers: torch.Tensor, n: int | None = None,
-                         seed: int = 0, n_boot: int = 500) -> dict:
+                         seed: int = 0, n_boot: int = 500, fpr: float = 0.01) -> dict:
     """LOGAN's white-box attack: D's score on ``n`` members against ``n`` non-members (default: as many as the
-    smaller set has, drawn with ``seed``), scored by :func:`membership_auc`."""
+    smaller set has, drawn with ``seed``), scored by :func:`membership_auc` (AUC, TPR at ``fpr``, score gap)."""
     n = int(n or min(len(members), len(nonmembers)))
     if n > min(len(members), len(nonmembers)):
         raise SettingError(f"n={n} exceeds the {len(members)} members or {len(nonmembers)} non-members. "
@@ -73,5 +107,5 @@ def membership_inference(D: nn.Module, members: torch.Tensor, nonmembers: torch.
     im = torch.randperm(len(members), generator=g)[:n]
     inn = torch.randperm(len(nonmembers), generator=g)[:n]
     out = membership_auc(discriminator_scores(D, members[im]), discriminator_scores(D, nonmembers[inn]),
-                         n_boot=n_boot, seed=seed)
+                         n_boot=n_boot, seed=seed, fpr=fpr)
     return out
