@@ -26,7 +26,7 @@ from .course import (animation_html, arm_training_set, ARMS, cached_conditional_
                      SYNTHETIC_ARMS, synthetic_counts_for, time_matmul, to_display, toy_gan_step, ToyGANTrainer,
                      value_on_grid)
 from .data import (available_datasets, classical_augment, CorruptDataError, count_matched_indices, COURSE_FILES,
-                   DataError, dataset_info, DataUnavailableError, deform_masks, drop_leaked_duplicates, ensure_file,
+                   DataError, dataset_info, DataUnavailableError, deform_masks, deform_pairs, drop_leaked_duplicates, ensure_file,
                    file_spec, image_hashes, ImageSet, lesion_stats, load_dataset, load_splits, SealedSplit,
                    stratified_fraction, synthetic_class_counts, UnknownDatasetError, UnsupportedSizeError,
                    UserDataError)
@@ -41,7 +41,8 @@ from .gan import (adversarial_segmentation_step, cgan_step, count_step_flops, d_
                   pix2pix_step, segmentation_step, TrainConfig, TrainingDiverged)
 from .nets import (CompactCNN, ConditionalGenerator, count_parameters, Discriminator, FeatureNet, format_layer_table,
                    Generator, layer_table, make_classifier, make_conditional_gan, make_dcgan, make_patch_discriminator,
-                   make_segmentation_nets, make_unet, PatchDiscriminator, ProjectionDiscriminator, UNet)
+                   make_segmentation_nets, make_unet, MaskedPatchDiscriminator, PatchDiscriminator, patch_layers_for,
+                   patch_receptive_field, ProjectionDiscriminator, UNet)
 # notebook 06: degradations, enhancer, image quality and hallucination measures
 from .course import (CLASSICAL_METHODS, anscombe, classical_restore, image_scores, inverse_anscombe, noise_domain,
                      tune_classical)
@@ -110,8 +111,9 @@ __all__ = [
     "summarise_runs", "task_of", "train_classifier", "verdict", "cgan_step", "CompactCNN", "ConditionalGenerator",
     "ProjectionDiscriminator", "make_classifier", "make_conditional_gan", "near_duplicate_pairs",
     # notebooks 05-06: segmentation nets, metrics and masks
-    "PatchDiscriminator", "UNet", "make_patch_discriminator", "make_segmentation_nets", "make_unet", "binarise", "dice", "dice_scores",
-    "hd95", "iou", "segmentation_metrics", "deform_masks", "lesion_stats", "PairTrainer",
+    "PatchDiscriminator", "MaskedPatchDiscriminator", "patch_layers_for", "patch_receptive_field", "UNet",
+    "make_patch_discriminator", "make_segmentation_nets", "make_unet", "binarise", "dice", "dice_scores",
+    "hd95", "iou", "segmentation_metrics", "deform_masks", "deform_pairs", "lesion_stats", "PairTrainer",
     "adversarial_segmentation_step", "dice_bce_loss", "pix2pix_step", "segmentation_step",
     # notebook 06: enhancement
     "CLASSICAL_METHODS", "anscombe", "classical_restore", "image_scores", "inverse_anscombe", "noise_domain",

@@ -516,27 +516,30 @@ def test_notebook_05_writes_its_steps_with_backward():
     assert _nb05_cell("def pix2pix_train_step(").count(".backward()") == 2
 
 
-@pytest.mark.parametrize("kind", ["segmentation", "adversarial", "pix2pix"])
+@pytest.mark.parametrize("kind", ["segmentation", "adversarial", "adversarial-masked", "pix2pix"])
 def test_notebook_05_steps_and_networks_are_bit_identical_to_the_package(kind, one_thread):
     from medgan_utils.gan import PairTrainer, adversarial_segmentation_step, pix2pix_step, segmentation_step
-    from medgan_utils.nets import PatchDiscriminator, UNet, make_patch_discriminator, make_unet
+    from medgan_utils.nets import (MaskedPatchDiscriminator, PatchDiscriminator, UNet, make_patch_discriminator,
+                                   make_unet)
 
     ns = _nb05_namespace()
     g = torch.Generator().manual_seed(0)
     images = torch.rand(24, 1, 32, 32, generator=g) * 2 - 1
     masks = (torch.rand(24, 1, 32, 32, generator=g) > 0.7).float()
     trainers = []
-    for unet_cls, d_cls, steps in ((ns["UNet"], ns["PatchDiscriminator"],
+    masked = kind == "adversarial-masked"
+    for unet_cls, d_cls, steps in ((ns["UNet"], ns["MaskedPatchDiscriminator" if masked else "PatchDiscriminator"],
                                     {"segmentation": ns["seg_train_step"], "adversarial": ns["adversarial_seg_step"],
                                      "pix2pix": ns["pix2pix_train_step"]}),
-                                   (UNet, PatchDiscriminator,
+                                   (UNet, MaskedPatchDiscriminator if masked else PatchDiscriminator,
                                     {"segmentation": segmentation_step, "adversarial": adversarial_segmentation_step,
                                      "pix2pix": pix2pix_step})):
         net = make_unet(1, 1, 4, 3, out_activation="tanh" if kind == "pix2pix" else None, seed=0, cls=unet_cls)
         nets = {"G" if kind == "pix2pix" else "S": net}
         if kind != "segmentation":
-            nets["D"] = make_patch_discriminator(2, 8, 2, "batch", seed=1, cls=d_cls)
-        tr = PairTrainer(nets, images, masks, steps[kind], lr=1e-3, betas=(0.5, 0.999), batch_size=8, seed=3,
+            nets["D"] = make_patch_discriminator(1 if masked else 2, 8, 2, "batch", seed=1, cls=d_cls)
+        step = steps["adversarial" if masked else kind]
+        tr = PairTrainer(nets, images, masks, step, lr=1e-3, betas=(0.5, 0.999), batch_size=8, seed=3,
                          lambda_adv=0.1, l1_weight=100.0)
         tr.run_steps(3)
         trainers.append(tr)
@@ -597,3 +600,37 @@ def test_dice_scores_match_segmentation_metrics_including_empty_masks():
     pred[1] = 0                     # a lesion missed: 0
     assert np.allclose(dice_scores(pred, truth), segmentation_metrics(pred, truth)["dice"])
     assert dice_scores(pred, truth)[0] == 1.0 and dice_scores(pred, truth)[1] == 0.0
+
+
+def test_the_patch_critic_is_sized_to_the_image_and_reports_its_receptive_field():
+    from medgan_utils.nets import PatchDiscriminator, patch_layers_for, patch_receptive_field
+    assert [patch_receptive_field(PatchDiscriminator(2, 8, n)) for n in (1, 2, 3)] == [16, 34, 70]   # pix2pix's 70
+    assert [patch_layers_for(s) for s in (28, 64, 128)] == [1, 2, 3]
+    for size in (28, 64, 128):
+        d = PatchDiscriminator(2, 8, patch_layers_for(size))
+        out = d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, size, size))
+        assert patch_receptive_field(d) < size and out.shape[-1] > 1        # patches, not one global verdict
+
+
+def test_the_masked_critic_sees_only_the_image_inside_the_mask():
+    from medgan_utils.nets import MaskedPatchDiscriminator, make_patch_discriminator
+    d = make_patch_discriminator(1, 8, 2, "none", seed=0, cls=MaskedPatchDiscriminator).eval()
+    g = torch.Generator().manual_seed(0)
+    image, other = (torch.rand(2, 1, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 8:20] = 1
+    mixed = torch.where(mask > 0, image, other)                           # same content inside the mask only
+    assert torch.equal(d(image, mask), d(mixed, mask))
+    assert not torch.equal(d(image, mask), d(image, mask * 0.6))           # a soft mask is seen through the image
+
+
+def test_joint_deformation_keeps_image_and_mask_aligned_and_matches_deform_masks():
+    from medgan_utils.data import deform_masks, deform_pairs
+    masks = torch.zeros(6, 1, 64, 64)
+    for i in range(6):
+        masks[i, :, 10 + i:34 + i, 20:44 - i] = 1
+    images = masks * 2 - 1                                                # the image is its mask
+    new_images, new_masks = deform_pairs(images, masks, torch.Generator().manual_seed(3))
+    assert torch.equal(new_masks, deform_masks(masks, torch.Generator().manual_seed(3), kind="both"))
+    agree = ((new_images > 0).float() == new_masks).float().mean()
+    assert agree > 0.99 and not torch.equal(new_masks, masks)              # aligned, and actually moved

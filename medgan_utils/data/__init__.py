@@ -3,7 +3,7 @@ from .degrade import (ATTENUATION_K, DISPLAY_RANGE_DB, ENHANCEMENT_TASKS, MIN_CO
                       speckle)
 from .download import DataFolderError, check_file, data_root, ensure_file, fetch, md5sum
 from .imageset import ImageSet, to_display, to_unit_range
-from .masks import DEFORM_KINDS, deform_masks, lesion_stats
+from .masks import DEFORM_KINDS, deform_masks, deform_pairs, lesion_stats
 from .load import (BUSI_LABELS, PHANTOM_LABELS, PhantomFallbackWarning, dataset_info, datasets_used, load_dataset,
                    load_splits, reset_datasets_used)
 from .phantom import make_phantom
@@ -30,7 +30,7 @@ __all__ = [
     "is_user_path", "read_user_dataset", "resolve_user_path", "user_dataset_info",
     "SealedSplit", "SealedSplitReopened", "classical_augment", "count_matched_indices", "drop_leaked_duplicates",
     "image_hashes", "stratified_fraction", "synthetic_class_counts", "grouped_split",
-    "DEFORM_KINDS", "deform_masks", "lesion_stats",
+    "DEFORM_KINDS", "deform_masks", "deform_pairs", "lesion_stats",
     "SEG_FOLDER_LAYOUT", "SEG_NPZ_LAYOUT", "GreyMaskWarning", "binarise_mask", "is_segmentation_data",
     "read_user_masks", "user_masks_info",
     "ATTENUATION_K", "DISPLAY_RANGE_DB", "ENHANCEMENT_TASKS", "MIN_COUNTS", "degrade", "low_dose", "low_resolution",

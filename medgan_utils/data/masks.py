@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-__all__ = ["deform_masks", "lesion_stats", "DEFORM_KINDS"]
+__all__ = ["deform_masks", "deform_pairs", "lesion_stats", "DEFORM_KINDS"]
 
 DEFORM_KINDS = ("elastic", "affine", "both")
 
@@ -118,6 +118,34 @@ def deform_masks(masks, generator: torch.Generator, kind: str = "elastic", alpha
     if kind in ("elastic", "both"):
         m = _warp(m, _elastic_grid(m, generator, alpha, sigma))
     return m.reshape(shape).to(device)
+
+
+def deform_pairs(images, masks, generator: torch.Generator, kind: str = "both", alpha: float | None = None,
+                 sigma: float | None = None, max_degrees: float = 15.0, max_shift: float = 0.1,
+                 scale: tuple = (0.85, 1.15)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real (image, mask) pairs deformed **jointly**: the displacement field of :func:`deform_masks` (same
+    arguments, same random draws for the same generator state) warps the image (bilinear, border values kept) and
+    its mask alike, so the pair stays aligned. The classical-augmentation control for synthetic pairs."""
+    if kind not in DEFORM_KINDS:
+        raise ValueError(f"kind must be one of {DEFORM_KINDS}, got {kind!r}.")
+    m, shape = _as_batch(masks)
+    x = torch.as_tensor(images).detach().float().cpu()
+    if x.ndim != 4 or x.shape[0] != m.shape[0] or x.shape[-2:] != m.shape[-2:]:
+        raise ValueError(f"images must be N×C×H×W matching the masks {tuple(m.shape)}, got {tuple(x.shape)}.")
+    side = min(m.shape[-2:])
+    alpha = 0.03 * side if alpha is None else float(alpha)
+    sigma = 0.08 * side if sigma is None else float(sigma)
+    if len(m) == 0:
+        return x.clone(), m.reshape(shape)
+    if kind in ("affine", "both"):
+        grid = _affine_grid(m, generator, max_degrees, max_shift, scale)
+        m = _warp(m, grid)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if kind in ("elastic", "both"):
+        grid = _elastic_grid(m, generator, alpha, sigma)
+        m = _warp(m, grid)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return x.to(torch.as_tensor(images).dtype), m.reshape(shape)
 
 
 def lesion_stats(masks) -> dict[str, np.ndarray]:

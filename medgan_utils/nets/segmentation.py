@@ -12,7 +12,12 @@
   concatenated on channels, patch by patch: ``n_layers`` stride-2 4×4 convolutions, one stride-1
   4×4 convolution, and a 4×4 convolution to one logit per patch. The output is a logit **map**
   N×1×h×w with h = size/2**n_layers − 2 (6×6 at 64 px, 14×14 at 128 px for 3 layers); each logit
-  sees a 70×70 px receptive field for 3 layers, as in the paper.
+  sees a 70×70 px receptive field for 3 layers, as in the paper (34 px for 2, 16 px for 1:
+  :func:`patch_receptive_field`). At 64 px a 70-px patch is the whole image, so :func:`patch_layers_for`
+  picks the deepest critic whose patches are smaller than the image.
+* :class:`MaskedPatchDiscriminator` (SegAN, Xue et al. 2018): the critic sees the image multiplied by the
+  mask, not the pair, so a binary true mask and a soft predicted one differ only through the image content
+  they let through; the critic must judge the lesion, not the mask's value range.
 
 Initialisation: the U-Net uses He (Kaiming) normal weights for its ReLU convolutions, as Ronneberger
 et al. did; the PatchGAN uses N(0, 0.02), as pix2pix did. :func:`make_unet`,
@@ -25,7 +30,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["UNet", "PatchDiscriminator", "make_unet", "make_patch_discriminator", "make_segmentation_nets"]
+__all__ = ["UNet", "PatchDiscriminator", "MaskedPatchDiscriminator", "make_unet", "make_patch_discriminator",
+           "make_segmentation_nets", "patch_layers_for", "patch_receptive_field"]
 
 OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
 D_NORMS = ("batch", "spectral", "none")
@@ -128,6 +134,35 @@ class PatchDiscriminator(nn.Module):
                              "(image and mask together). Fix: build it with in_channels = image channels + "
                              "mask channels.")
         return self.net(x)
+
+
+class MaskedPatchDiscriminator(PatchDiscriminator):
+    """SegAN's critic input: the image (mapped to [0, 1]) times the mask; ``in_channels`` = image channels."""
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            raise ValueError("MaskedPatchDiscriminator judges image ⊙ mask: pass both the image and the mask.")
+        return super().forward((image + 1) / 2 * mask.to(image.dtype))
+
+
+def patch_receptive_field(net: nn.Module) -> int:
+    """The receptive field in px of one output logit of a convolutional critic (its Conv2d layers in order)."""
+    rf, jump = 1, 1
+    for layer in net.modules():
+        if isinstance(layer, nn.Conv2d):
+            rf += (layer.kernel_size[0] - 1) * jump
+            jump *= layer.stride[0]
+    return rf
+
+
+def patch_layers_for(size: int, max_layers: int = 3) -> int:
+    """The deepest PatchGAN (at most ``max_layers``) whose receptive field is smaller than a ``size``-px image:
+    1 at 28 px (16 px patches), 2 at 64 px (34 px), 3 from 71 px (70 px, pix2pix's)."""
+    best = 1
+    for n in range(1, int(max_layers) + 1):
+        if patch_receptive_field(PatchDiscriminator(1, 1, n, "none")) < int(size):
+            best = n
+    return best
 
 
 def _init_unet(module: nn.Module) -> nn.Module:
