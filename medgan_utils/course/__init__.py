@@ -7,8 +7,9 @@ notebooks and by :mod:`medgan_utils.tools`.
 from .augmentation import (ARMS, SYNTHETIC_ARMS, arm_training_set, cached_conditional_gan, check_arms,
                            draw_synthetic, gan_cache_key, synthetic_counts_for)
 from .enhancement import CLASSICAL_METHODS, classical_restore, image_scores, tune_classical
-from .challenges import (LAB_NAMES, check_labs, diversity_ratio, failure_signature, generator_grad_norm,
-                         train_image_gan, train_ring_gan)
+from .challenges import (DIVERGENCE_RULES, LAB_NAMES, ON_MODE_LEVEL, RING_OUTCOMES, check_labs, divergence_signature,
+                         diversity_ratio, failure_signature, generator_grad_norm, ring_outcome, train_image_gan,
+                         train_ring_gan)
 from .envinfo import environment_report, format_report
 from .checking import check_exercise
 from .exercises import show_solution, skip_exercise, student_exercise
@@ -45,5 +46,5 @@ __all__ = [
     "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
     "remove_lesions", "residual_features",
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
-    "train_ring_gan",
+    "train_ring_gan", "DIVERGENCE_RULES", "ON_MODE_LEVEL", "RING_OUTCOMES", "divergence_signature", "ring_outcome",
 ]
