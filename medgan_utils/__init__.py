@@ -60,12 +60,13 @@ from .evaluation import (attack_images, attack_metrics, attack_success_rate, ATT
                          tpr_at_fpr, train_adversarial)
 from .gan import epsilon_spent, noise_for_epsilon, PrivateGANResult, train_private_gan
 # notebook 07: stability, data scarcity, cost, GANs against diffusion
-from .course import (check_labs, diversity_ratio, failure_signature, generator_grad_norm, LAB_NAMES,
-                     train_image_gan, train_ring_gan)
+from .course import (check_labs, divergence_signature, DIVERGENCE_RULES, diversity_ratio, failure_signature,
+                     generator_grad_norm, LAB_NAMES, ON_MODE_LEVEL, ring_outcome, RING_OUTCOMES, train_image_gan,
+                     train_ring_gan)
 from .evaluation import conv2d_flops, format_cost_table, training_cost
 from .gan import (AdaptiveAugment, check_variants, d_loss_wgan, ddpm_sample, ddpm_step, diff_augment,
-                  DIFFAUGMENT_POLICY, gradient_penalty, make_diff_augment, make_stable_step, r1_penalty,
-                  STABILITY_VARIANTS, variant_options)
+                  DIFFAUGMENT_POLICY, ema_decay_at, gradient_penalty, make_diff_augment, make_generator_ema,
+                  make_stable_step, PAPER_RECIPES, r1_penalty, STABILITY_VARIANTS, variant_options, variant_recipe)
 from .nets import DDPMSchedule, make_noise_predictor, NoisePredictor
 # the evidence standard (notebooks 04-08): intervals over seeds and test images, operating points, selection, splits
 from .course import (CourseSplits, fast_budget, leak_free_splits, lookup_baseline, plot_reliability, SPLIT_MODES,
@@ -133,6 +134,8 @@ __all__ = [
     "train_ring_gan", "conv2d_flops", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",
     "d_loss_wgan", "ddpm_sample", "ddpm_step", "DIFFAUGMENT_POLICY", "diff_augment", "gradient_penalty",
     "AdaptiveAugment", "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule",
+    "divergence_signature", "DIVERGENCE_RULES", "ON_MODE_LEVEL", "ring_outcome", "RING_OUTCOMES", "ema_decay_at",
+    "make_generator_ema", "PAPER_RECIPES", "variant_recipe",
     "NoisePredictor",
     "make_noise_predictor",
     # the evidence standard

@@ -112,9 +112,128 @@ def test_unknown_names_raise_setting_errors_naming_the_fix():
         make_diff_augment("color,rotate")
 
 
-def test_ring_runner_reports_coverage(one_thread):
-    r = train_ring_gan("non-saturating", seed=0, steps=5, batch_size=32, n_eval=200)
-    assert 0 <= r["modes"] <= 8 and 0 <= r["quality"] <= 1 and r["diverged"] is False
+def test_ring_runner_reports_on_mode_share_and_modes_separately(one_thread):
+    from medgan_utils import RING_OUTCOMES
+
+    r = train_ring_gan("non-saturating", seed=0, steps=10, batch_size=32, n_eval=200, n_checks=5)
+    assert 0 <= r["modes"] <= 8 and 0 <= r["on_mode_share"] <= 1 and r["diverged"] is False
+    assert r["outcome"] in RING_OUTCOMES and r["divergence"] == ""
+    assert [u for u, _ in r["trace"]] == [2, 4, 6, 8, 10] and r["recipe"]["n_critic"] == 1
+
+
+def test_ring_outcome_tells_collapse_from_samples_off_the_data():
+    from medgan_utils import ring_outcome
+
+    assert ring_outcome(0.9, 1) == "collapse"           # realistic samples on one mode
+    assert ring_outcome(0.2, 1) == "off the data"       # few modes, but most samples on none: not collapse
+    assert ring_outcome(0.2, 8) == "off the data"
+    assert ring_outcome(0.9, 8) == "covers the ring" and ring_outcome(0.6, 4) == "partial coverage"
+    assert ring_outcome(0.0, 0, "non-finite") == "diverged"
+    assert ring_outcome(float("nan"), 0) == "off the data"
+
+
+def test_divergence_needs_a_measured_signature_not_a_low_mode_count():
+    from medgan_utils import divergence_signature
+
+    calm_d, calm_g = [1.3] * 40, [0.8] * 40
+    assert divergence_signature(calm_d, calm_g) == ""
+    assert divergence_signature(calm_d, calm_g[:-1] + [float("nan")]) == "non-finite"
+    assert divergence_signature(calm_d, calm_g, non_finite=True) == "non-finite"
+    # D's loss near 0 while G's explodes, over the whole last quarter (10 of 40 updates) ...
+    won_d, won_g = [1.3] * 30 + [0.01] * 10, [0.8] * 30 + [9.0] * 10
+    assert divergence_signature(won_d, won_g) == "D wins, G's loss explodes"
+    # ... but not for one update of it, nor for the WGAN critic, whose loss has no floor
+    assert divergence_signature(won_d[:-9] + [1.3] * 9, won_g) == ""
+    assert divergence_signature(won_d, won_g, loss="wgan") == ""
+    # the ring: the on-mode share fell below 0.1 after having been >= 0.5; staying low all along is not divergence
+    assert divergence_signature(calm_d, calm_g, on_mode_trace=[(10, 0.2), (20, 0.7), (30, 0.05)]) == "fell off the data"
+    assert divergence_signature(calm_d, calm_g, on_mode_trace=[(10, 0.02), (20, 0.01), (30, 0.0)]) == ""
+
+
+def _record_real_batches(D, images):
+    """A pre-hook on D that records, for every input that is a batch of training images, the indices of its rows."""
+    seen = []
+    flat = images.flatten(1)
+
+    def hook(_module, args):
+        x = args[0].detach().flatten(1)
+        match = (x[:, None, :] == flat[None, :, :]).all(-1)
+        if bool(match.any(1).all()):
+            seen.append(tuple(int(i) for i in match.float().argmax(1)))
+    D.register_forward_pre_hook(hook)
+    return seen
+
+
+@pytest.mark.parametrize("where", ["package", "notebook"])
+def test_five_critic_steps_see_five_different_real_batches_per_g_step(where, one_thread):
+    """WGAN-GP's Algorithm 1: each of the n_critic = 5 critic updates of one G step draws a new real batch."""
+    from medgan_utils import DCGANTrainer
+
+    factory = make_stable_step if where == "package" else _nb07_stabilisers()["make_variant_step"]
+    images = torch.randint(0, 256, (40, 1, 28, 28), generator=torch.Generator().manual_seed(0)).float() / 127.5 - 1
+    G, D = make_dcgan(28, 1, base=8, seed=0, d_norm="none")
+    seen = _record_real_batches(D, images)
+    tr = DCGANTrainer(G, D, images, step_fn=factory("wgan", gp=10.0, d_steps=5), batch_size=8, progress=False,
+                      precision="fp32", lr=1e-4, betas=(0.0, 0.9))
+    tr.run_steps(3)
+    assert len(seen) == 15  # 5 real batches per G step, 3 G steps
+    for g_step in range(3):
+        batches = seen[5 * g_step: 5 * g_step + 5]
+        assert len(set(batches)) == 5, f"G step {g_step}: the critic saw {len(set(batches))} different real batches"
+        assert all(len(set(b)) == 8 for b in batches)  # no image twice within a batch
+
+
+def test_extra_critic_steps_need_a_source_of_new_real_batches():
+    G, D = make_dcgan(28, 1, base=8, seed=0)
+    tr = SimpleNamespace(G=G, D=D, opt_G=torch.optim.Adam(G.parameters()), opt_D=torch.optim.Adam(D.parameters()),
+                         gen=torch.Generator().manual_seed(0), autocast=lambda: torch.autocast("cpu", enabled=False),
+                         scaler=torch.amp.GradScaler("cpu", enabled=False))
+    with pytest.raises(SettingError, match="next_real"):
+        make_stable_step("bce", d_steps=2)(tr, torch.rand(4, 1, 28, 28) * 2 - 1, torch.randn(4, 100, 1, 1))
+
+
+def test_published_recipes_train_with_their_authors_settings(one_thread):
+    from medgan_utils import PAPER_RECIPES, STABILITY_VARIANTS, train_image_gan, variant_recipe
+
+    assert set(PAPER_RECIPES) <= set(STABILITY_VARIANTS) and set(PAPER_RECIPES.values()) <= set(STABILITY_VARIANTS)
+    wgan = variant_recipe("wgan-gp-paper")
+    assert (wgan["n_critic"], wgan["lr_G"], wgan["lr_D"], wgan["betas"], wgan["gp"], wgan["d_norm"]) == \
+        (5, 1e-4, 1e-4, [0.0, 0.9], 10.0, "none")
+    assert variant_recipe("wgan-gp")["n_critic"] == 1 and variant_recipe("wgan-gp")["betas"] == [0.5, 0.999]
+    sn = variant_recipe("sn-ttur-paper")
+    assert (sn["lr_G"], sn["lr_D"], sn["betas"], sn["d_norm"]) == (1e-4, 4e-4, [0.0, 0.9], "spectral")
+    images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for name in ("wgan-gp-paper", "r1-paper", "sn-ttur-paper"):
+        tr = train_image_gan(name, images, seed=0, steps=1, base=8, batch_size=8)
+        r = variant_recipe(name)
+        assert tr.opt_D.param_groups[0]["betas"] == tuple(r["betas"]) and tr.opt_D.param_groups[0]["lr"] == r["lr_D"]
+        assert tr.opt_G.param_groups[0]["lr"] == r["lr_G"] and tr.recipe == r
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in tr.D_raw.modules())  # the penalties stay per image
+    assert any(isinstance(m, nn.BatchNorm2d) for m in train_image_gan("r1", images, seed=0, steps=1, base=8,
+                                                                      batch_size=8).D_raw.modules())
+
+
+def test_ema_warmup_ramps_the_decay_and_forgets_the_untrained_generator():
+    from medgan_utils import TrainConfig, ema_decay_at, make_generator_ema
+
+    assert ema_decay_at(7, 0.99) == 0.99  # no warm-up: the target from the start
+    ramp = [ema_decay_at(k, 0.999, 0.05) for k in (1, 10, 200, 10**5)]
+    assert ramp[0] < 1e-5 and ramp[1] == pytest.approx(0.25) and ramp[2] == pytest.approx(0.5 ** 0.1) and ramp[3] == 0.999
+    net = nn.Linear(1, 1, bias=False)
+    plain, warm = make_generator_ema(net, 0.99), make_generator_ema(net, 0.999, 0.05)
+    share = 1.0  # the first update's G's share of the warmed-up average, by the formula
+    for k in range(1, 201):
+        with torch.no_grad():
+            net.weight.fill_(1.0 if k == 1 else 0.0)  # G after its first update, then a trained G
+        plain.update_parameters(net)
+        warm.update_parameters(net)
+        share *= ema_decay_at(k, 0.999, 0.05) if k > 1 else 1.0
+    assert float(plain.module.weight.detach()) == pytest.approx(0.99 ** 199, rel=1e-4)  # ≈ 0.135 of the early G remains
+    assert float(warm.module.weight.detach()) == pytest.approx(share, abs=1e-12) and share < 1e-20  # the warm-up forgot it
+    with pytest.raises(SettingError, match="ema_rampup"):
+        TrainConfig(ema_rampup=0.05).validated()
+    with pytest.raises(SettingError, match="ema_rampup"):
+        make_generator_ema(net, 0.999, rampup=2.0)
 
 
 def test_ddpm_schedule_and_sampler_shapes():
@@ -183,7 +302,8 @@ def test_notebook_penalties_are_the_package_penalties(one_thread):
         assert any(a is not None and a.abs().sum() > 0 for a in g_mine)
 
 
-@pytest.mark.parametrize("variant", ["minimax", "lsgan", "hinge", "wgan-gp", "r1", "label-smoothing", "d-steps-2"])
+@pytest.mark.parametrize("variant", ["minimax", "lsgan", "hinge", "wgan-gp", "r1", "label-smoothing", "d-steps-2",
+                                     "wgan-gp-paper", "r1-paper", "ema-paper", "sn-ttur-paper"])
 def test_notebook_step_trains_bit_identically_to_the_package_step(variant, one_thread):
     """07's visible make_variant_step (which trains every run of the notebook) is make_stable_step: the same
     weights after a few updates of the DCGAN, with DiffAugment, and the same samples on the ring."""
@@ -194,11 +314,12 @@ def test_notebook_step_trains_bit_identically_to_the_package_step(variant, one_t
     runs = [train_image_gan(variant, images, seed=3, steps=3, base=8, batch_size=8,
                             augment=make_diff_augment(), step_factory=factory)
             for factory in (ns["make_variant_step"], make_stable_step)]
-    for net in ("G", "D"):
+    for net in ("G", "D", "G_ema"):
+        if getattr(runs[1], net) is None:
+            continue
         mine, ref = (getattr(tr, net).state_dict() for tr in runs)
         assert all(torch.equal(mine[k], ref[k]) for k in ref), f"{variant}: {net} differs"
-    d_norm = "none" if variant == "wgan-gp" else "batch"
-    start = make_dcgan(28, 1, base=8, seed=3, d_norm=d_norm)[0].state_dict()
+    start = make_dcgan(28, 1, base=8, seed=3)[0].state_dict()  # G does not depend on D's normalisation
     trained = runs[1].G_raw.state_dict() if hasattr(runs[1], "G_raw") else runs[1].G.state_dict()
     assert any(not torch.equal(start[k], trained[k]) for k in start if start[k].is_floating_point())  # G moved
     ring = [train_ring_gan(variant, seed=0, steps=4, batch_size=32, n_eval=64, step_factory=f)

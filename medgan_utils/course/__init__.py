@@ -8,8 +8,9 @@ from .augmentation import (ARMS, SYNTHETIC_ARMS, arm_training_set, cached_condit
                            draw_synthetic, gan_cache_key, synthetic_counts_for)
 from .enhancement import (CLASSICAL_METHODS, anscombe, classical_restore, image_scores, inverse_anscombe, noise_domain,
                           tune_classical)
-from .challenges import (LAB_NAMES, check_labs, diversity_ratio, failure_signature, generator_grad_norm,
-                         train_image_gan, train_ring_gan)
+from .challenges import (DIVERGENCE_RULES, LAB_NAMES, ON_MODE_LEVEL, RING_OUTCOMES, check_labs, divergence_signature,
+                         diversity_ratio, failure_signature, generator_grad_norm, ring_outcome, train_image_gan,
+                         train_ring_gan)
 from .envinfo import environment_report, format_report
 from .checking import check_exercise
 from .exercises import show_solution, skip_exercise, student_exercise
@@ -47,5 +48,5 @@ __all__ = [
     "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
     "remove_lesions", "residual_features", "inpainting_input", "inpainting_pairs", "paired_detector_auc",
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
-    "train_ring_gan",
+    "train_ring_gan", "DIVERGENCE_RULES", "ON_MODE_LEVEL", "RING_OUTCOMES", "divergence_signature", "ring_outcome",
 ]

@@ -10,8 +10,9 @@ from .trainer import METRIC_KEYS, DCGANTrainer, TrainingDiverged
 from .diffaugment import AdaptiveAugment, DIFFAUGMENT_POLICY, diff_augment, make_diff_augment
 from .diffusion import ddpm_sample, ddpm_step
 from .losses import d_loss_wgan
-from .regularisers import (STABILITY_VARIANTS, check_variants, gradient_penalty, make_stable_step, r1_penalty,
-                           variant_options)
+from .ema import ema_decay_at, make_generator_ema
+from .regularisers import (PAPER_RECIPES, STABILITY_VARIANTS, check_variants, gradient_penalty, make_stable_step,
+                           r1_penalty, variant_options, variant_recipe)
 
 __all__ = [
     "TrainConfig", "LOSSES", "d_loss_bce", "d_loss_hinge", "d_loss_lsgan", "g_loss_hinge", "g_loss_lsgan",
@@ -21,4 +22,5 @@ __all__ = [
     "enhancement_step", "PrivateGANResult", "epsilon_spent", "noise_for_epsilon", "train_private_gan",
     "AdaptiveAugment", "DIFFAUGMENT_POLICY", "diff_augment", "make_diff_augment", "ddpm_sample", "ddpm_step", "d_loss_wgan",
     "STABILITY_VARIANTS", "check_variants", "gradient_penalty", "make_stable_step", "r1_penalty", "variant_options",
+    "PAPER_RECIPES", "variant_recipe", "ema_decay_at", "make_generator_ema",
 ]

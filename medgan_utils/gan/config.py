@@ -20,6 +20,8 @@ class TrainConfig:
     precision: ``'auto'|'fp32'|'bf16'|'fp16'`` (see :mod:`medgan_utils.core.precision`).
     channels_last: ``None`` = where it pays (CUDA, CPU with oneDNN; never MPS).
     ema_decay: keep an exponential moving average of G's weights (e.g. 0.999) and sample from it.
+    ema_rampup: warm the EMA up: its half-life is ``ema_rampup`` × the updates so far, capped by ``ema_decay``
+        (:mod:`medgan_utils.gan.ema`; Karras et al.'s StyleGAN2-ADA code uses 0.05).
     compile: ``torch.compile`` G and D: ``True`` (CUDA graphs on CUDA) or a compile mode string.
     seed: seeds the trainer's own generator (shuffling and noise) and the fixed noise.
     checkpoint_dir, checkpoint_every, keep_checkpoints, resume: checkpointing; with ``resume=False``
@@ -40,6 +42,7 @@ class TrainConfig:
     channels_last: bool | None = None
     compile: bool | str = False
     ema_decay: float | None = None
+    ema_rampup: float | None = None
     seed: int = 0
     checkpoint_dir: str | Path | None = None
     checkpoint_every: int = 1
@@ -67,6 +70,10 @@ class TrainConfig:
             raise SettingError(f"on_diverge must be 'raise' or 'stop', got {self.on_diverge!r}.")
         if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 < self.ema_decay < 1):
             raise SettingError(f"ema_decay must be a number in (0, 1), e.g. 0.999, or None; got {self.ema_decay!r}.")
+        if self.ema_rampup is not None and not (isinstance(self.ema_rampup, (int, float)) and 0 < self.ema_rampup <= 1
+                                                and self.ema_decay is not None):
+            raise SettingError(f"ema_rampup must be a number in (0, 1], e.g. 0.05, with ema_decay set; got "
+                               f"ema_rampup={self.ema_rampup!r}, ema_decay={self.ema_decay!r}.")
         if isinstance(self.compile, str) and self.compile not in compile_modes():
             raise SettingError(f"compile={self.compile!r} is not a torch.compile mode. "
                                f"Fix: use True, False or one of {', '.join(compile_modes())}.")

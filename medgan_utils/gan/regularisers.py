@@ -4,12 +4,15 @@
   fake images (Gulrajani et al. 2017);
 * :func:`r1_penalty`: R1's ``E[||∇_x D(x)||₂²]`` on real images (Mescheder et al. 2018), weighted by γ/2;
 * :func:`make_stable_step`: the training step of :func:`~medgan_utils.gan.steps.make_step` plus any of: a
-  penalty, one-sided label smoothing, several D updates per G update, and an augmentation applied to real
-  and fake images alike before D (DiffAugment, :mod:`medgan_utils.gan.diffaugment`).
+  penalty, one-sided label smoothing, several D updates per G update (each extra one on a **new** real batch
+  from ``tr.next_real()``), and an augmentation applied to real and fake images alike before D (DiffAugment,
+  :mod:`medgan_utils.gan.diffaugment`).
 
 Spectral normalisation is ``make_dcgan(d_norm="spectral")``; an EMA of G is ``TrainConfig(ema_decay=...)``
-and two time-scale learning rates (TTUR, Heusel et al. 2017) are ``lr_G``/``lr_D``. :data:`STABILITY_VARIANTS`
-names each combination the notebook's stability lab compares.
+(warmed up with ``ema_rampup``, :mod:`medgan_utils.gan.ema`) and two time-scale learning rates (TTUR, Heusel et
+al. 2017) are ``lr_G``/``lr_D``. :data:`STABILITY_VARIANTS` names each combination the notebook's stability lab
+compares: the course's drop-in versions (each added to the DCGAN recipe) and, ending in ``-paper``, the methods
+as their authors ran them (:data:`PAPER_RECIPES` pairs each with its drop-in).
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ import torch
 from ..core.errors import SettingError, check_names
 from .losses import d_loss_bce, get_losses
 
-__all__ = ["gradient_penalty", "r1_penalty", "make_stable_step", "STABILITY_VARIANTS", "variant_options",
-           "check_variants"]
+__all__ = ["gradient_penalty", "r1_penalty", "make_stable_step", "STABILITY_VARIANTS", "PAPER_RECIPES",
+           "variant_options", "variant_recipe", "check_variants"]
 
 
 def _input_grad(D, x: torch.Tensor) -> torch.Tensor:
@@ -50,7 +53,8 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
 
     ``gp``: weight λ of the WGAN-GP penalty; ``r1``: γ of R1 (the loss adds ``γ/2 · R1``);
     ``real_target < 1``: one-sided label smoothing (BCE losses only); ``d_steps``: D updates per G update
-    (each extra one on fresh noise from ``tr.gen``); ``augment(x, generator)``: applied to every image D sees,
+    (n_critic; each extra one on a new real batch from ``tr.next_real()`` and fresh noise from ``tr.gen``, the
+    last one on the step's own batch); ``augment(x, generator)``: applied to every image D sees,
     real and fake, in both updates (an augment with an ``observe`` method, e.g.
     :class:`~medgan_utils.gan.diffaugment.AdaptiveAugment`, is shown D's logits on the reals after each D
     update). Returns the metrics of :func:`~medgan_utils.gan.steps.make_step`.
@@ -84,8 +88,11 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
         return fake, real_logits, fake_logits, loss_D
 
     def step(tr, real: torch.Tensor, z: torch.Tensor) -> dict:
+        if d_steps > 1 and not hasattr(tr, "next_real"):
+            raise SettingError(f"d_steps={d_steps} draws a new real batch for each extra D update, but the trainer "
+                               "has no next_real(). Fix: train with DCGANTrainer, or give tr a next_real().")
         for _ in range(int(d_steps) - 1):
-            d_update(tr, real, torch.randn(z.shape, device=z.device, generator=tr.gen))
+            d_update(tr, tr.next_real(), torch.randn(z.shape, device=z.device, generator=tr.gen))
             tr.scaler.update()  # one update() per step(): an enabled GradScaler refuses a 2nd step(opt_D) before it
         fake, real_logits, fake_logits, loss_D = d_update(tr, real, z)
         if hasattr(aug, "observe"):  # adaptive augmentation (ADA): D's confidence on the reals steers p
@@ -108,7 +115,8 @@ def make_stable_step(loss: str = "bce", *, gp: float = 0.0, r1: float = 0.0, rea
     return step
 
 
-# name -> (step options, network/trainer options). "bce" is the DCGAN baseline every regulariser is added to.
+# name -> (step options, network/trainer options). "bce" is the DCGAN baseline every regulariser is added to; the
+# drop-in versions keep the DCGAN recipe (Adam 2e-4, betas (0.5, 0.999), batch-norm D, one D step).
 STABILITY_VARIANTS: dict[str, dict] = {
     "minimax": {"loss": "saturating"},
     "non-saturating": {"loss": "bce"},
@@ -121,7 +129,19 @@ STABILITY_VARIANTS: dict[str, dict] = {
     "ema": {"loss": "bce", "ema_decay": 0.99},
     "ttur": {"loss": "bce", "lr_G": 1e-4, "lr_D": 4e-4},
     "d-steps-2": {"loss": "bce", "d_steps": 2},
+    # The authors' recipes. Gulrajani et al. 2017, Algorithm 1: n_critic 5, Adam lr 1e-4, betas (0, 0.9), λ 10,
+    # no batch norm in the critic.
+    "wgan-gp-paper": {"loss": "wgan", "gp": 10.0, "d_steps": 5, "d_norm": "none", "lr_G": 1e-4, "lr_D": 1e-4,
+                      "betas": (0.0, 0.9)},
+    # Mescheder et al. 2018: γ = 10 in their image experiments, and a D without batch norm (R1 is per image).
+    "r1-paper": {"loss": "bce", "r1": 10.0, "d_norm": "none"},
+    # Karras et al.'s EMA of G (decay 0.999) with StyleGAN2-ADA's warm-up (half-life 0.05 x the updates so far).
+    "ema-paper": {"loss": "bce", "ema_decay": 0.999, "ema_rampup": 0.05},
+    # Miyato et al. 2018 with TTUR (Heusel et al. 2017): spectral norm on D, lr_D 4e-4, lr_G 1e-4, betas (0, 0.9).
+    "sn-ttur-paper": {"loss": "bce", "d_norm": "spectral", "lr_G": 1e-4, "lr_D": 4e-4, "betas": (0.0, 0.9)},
 }
+# each published recipe -> the course's drop-in version of the same method
+PAPER_RECIPES = {"wgan-gp-paper": "wgan-gp", "r1-paper": "r1", "ema-paper": "ema", "sn-ttur-paper": "spectral-norm"}
 STEP_KEYS = ("loss", "gp", "r1", "real_target", "d_steps")
 
 
@@ -132,6 +152,19 @@ def check_variants(names, what: str = "LOSSES") -> list[str]:
 
 def variant_options(name: str) -> tuple[dict, dict]:
     """``(step options, other options)`` of a variant: the first go to :func:`make_stable_step`, the others
-    (``d_norm``, ``ema_decay``, ``lr_G``, ``lr_D``) to ``make_dcgan`` / the trainer."""
+    (``d_norm``, ``ema_decay``, ``ema_rampup``, ``lr_G``, ``lr_D``, ``betas``) to ``make_dcgan`` / the trainer."""
     opts = STABILITY_VARIANTS[check_variants([name])[0]]
     return ({k: v for k, v in opts.items() if k in STEP_KEYS}, {k: v for k, v in opts.items() if k not in STEP_KEYS})
+
+
+def variant_recipe(name: str, *, lr: float = 2e-4, betas=(0.5, 0.999), d_norm: str = "batch") -> dict:
+    """Every setting a run of ``name`` trains with, the defaults (``lr``, ``betas``, ``d_norm``) filled in:
+    ``n_critic`` (D updates per G update), learning rates, Adam's betas, D's normalisation, λ_GP, γ_R1, the real
+    target and the EMA, for ``results.json``."""
+    step, other = variant_options(name)
+    return {"variant": name, "loss": step["loss"], "n_critic": int(step.get("d_steps", 1)),
+            "lr_G": float(other.get("lr_G", lr)), "lr_D": float(other.get("lr_D", lr)),
+            "betas": [float(b) for b in other.get("betas", betas)], "d_norm": other.get("d_norm", d_norm),
+            "gp": float(step.get("gp", 0.0)), "r1": float(step.get("r1", 0.0)),
+            "real_target": float(step.get("real_target", 1.0)), "ema_decay": other.get("ema_decay"),
+            "ema_rampup": other.get("ema_rampup"), "published": name in PAPER_RECIPES}

@@ -31,7 +31,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..core.device import batch_to, data_placement, fast_kernel_flags, prefers_channels_last, temporary_backend_flags
 from ..core.errors import CourseError, SettingError, positive_int
@@ -40,6 +39,7 @@ from ..core.precision import autocast, grad_scaler, make_adam, resolve_precision
 from ..data.imageset import from_uint8, to_uint8
 from .checkpoints import check_checkpoint_dir, restore_trainer, trainer_state
 from .config import TrainConfig, config_from
+from .ema import make_generator_ema
 from .steps import cgan_step, dcgan_step, make_step
 
 __all__ = ["DCGANTrainer", "TrainConfig", "TrainingDiverged", "METRIC_KEYS"]
@@ -98,8 +98,7 @@ class DCGANTrainer:
         self.opt_G = make_adam(self.G_raw.parameters(), self.lr_G, cfg.betas, self.device)
         self.opt_D = make_adam(self.D_raw.parameters(), self.lr_D, cfg.betas, self.device)
         self.scaler = grad_scaler(self.device, self.precision)
-        self.G_ema = (AveragedModel(self.G_raw, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-                      if cfg.ema_decay else None)
+        self.G_ema = make_generator_ema(self.G_raw, cfg.ema_decay, cfg.ema_rampup) if cfg.ema_decay else None
         self._compile(cfg.compile)
         default_step = cgan_step if self.n_classes else dcgan_step
         self.step_fn = make_step(cfg.loss) if cfg.loss is not None else (step_fn or default_step)
@@ -231,6 +230,15 @@ class DCGANTrainer:
             y = None if self.labels is None else self.labels.index_select(0, perm[i * B:(i + 1) * B]).to(
                 self.device, non_blocking=True)
             yield batch.contiguous(memory_format=self.memory_format), y
+
+    def next_real(self) -> torch.Tensor:
+        """A fresh batch of ``batch_size`` training images drawn at random (no repeats within the batch) with the
+        trainer's generator: each extra D update of a step with ``d_steps > 1`` draws one, as in WGAN-GP's
+        Algorithm 1, instead of seeing the step's batch again."""
+        idx = torch.randperm(self.n_train, device=self.device, generator=self.gen)[: self.batch_size]
+        batch = batch_to(self.data, idx.to(self.data.device), self.device)
+        batch = from_uint8(batch) if self.data_dtype == "uint8" else batch
+        return batch.contiguous(memory_format=self.memory_format)
 
     def _run_step(self, real: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self._cudagraphs:
