@@ -582,10 +582,18 @@ def test_notebook_05_runs_fast_on_a_stand_in_with_empty_masks(tmp_path):
 
     data = write_medsegbench_style_npz(tmp_path / "busi_like.npz", size=64, n_per_split=(48, 16, 16),
                                        empty_fraction=0.25)
-    row = run_notebook(NB05, tmp_path / "out", {"DATASET": str(data), "IMAGE_SIZE": 32}, fast=True)
+    row = run_notebook(NB05, tmp_path / "out", {"DATASET": str(data), "IMAGE_SIZE": 32, "N_SEEDS": 2,
+                                                "EXTRA_ARMS": ["count_matched", "other_critic"]}, fast=True)
     assert row["status"] == "ok", row["error"]
     m = _json.loads(_Path(row["results"]).read_text())["metrics"]
-    assert m["image_size"] == 32 and {r["arm"] for r in m["runs"]} == {"unet", "unet+adv", "unet+synth"}
+    arms = {r["arm"] for r in m["runs"]}
+    assert m["image_size"] == 32 and arms == {"unet", "unet+adv", "unet+synth", "unet+deform", "unet+count_matched",
+                                              "unet+adv[pair]"}
+    seeds_of = {a: {r["seed"] for r in m["runs"] if r["arm"] == a} for a in arms}
+    assert seeds_of["unet+deform"] == {0, 1} and seeds_of["unet+count_matched"] == seeds_of["unet+adv[pair]"] == {0}
+    assert [c["critic"] for c in m["critic_comparison"]] == ["masked", "pair"]
+    assert m["critic"]["receptive_field_px"] < 32
+    assert any(e["contrast"].startswith("unet+synth − unet+deform") for e in m["exploratory"])
     assert all(0 <= r["dice"] <= 1 and 0 <= r["iou"] <= 1 and r["hd95"] >= 0 for r in m["runs"])
     assert all(r["hd95"] <= math.hypot(32, 32) + 1e-9 for r in m["runs"])
 
