@@ -114,7 +114,7 @@ def test_speckle_is_applied_before_log_compression():
             flat = torch.full((100, 1, 32, 32), 2 * u - 1)
             shifts.append(float(((speckle(flat, looks, seed=4, clip=False) + 1) / 2 - u).mean()))
         want = 10 / math.log(10) * (digamma(looks) - math.log(looks)) / DISPLAY_RANGE_DB
-        assert abs(shifts[0] - shifts[1]) < 1e-9 and abs(shifts[0] - want) < 0.004
+        assert abs(shifts[0] - shifts[1]) < 1e-6 and abs(shifts[0] - want) < 0.004   # float32 rounding of u only
 
 
 def test_low_resolution_loses_detail_but_keeps_a_smooth_image():
