@@ -42,7 +42,7 @@ from .gan import (adversarial_segmentation_step, cgan_step, count_step_flops, d_
 from .nets import (CompactCNN, ConditionalGenerator, count_parameters, Discriminator, FeatureNet, format_layer_table,
                    Generator, layer_table, make_classifier, make_conditional_gan, make_dcgan, make_patch_discriminator,
                    make_segmentation_nets, make_unet, MaskedPatchDiscriminator, PatchDiscriminator, patch_layers_for,
-                   patch_receptive_field, ProjectionDiscriminator, UNet)
+                   patch_receptive_field, ProjectionDiscriminator, SoftLabelPatchDiscriminator, UNet)
 # notebook 06: degradations, enhancer, image quality and hallucination measures
 from .course import (CLASSICAL_METHODS, anscombe, classical_restore, image_scores, inverse_anscombe, noise_domain,
                      tune_classical)
@@ -112,7 +112,8 @@ __all__ = [
     "summarise_runs", "task_of", "train_classifier", "verdict", "cgan_step", "CompactCNN", "ConditionalGenerator",
     "ProjectionDiscriminator", "make_classifier", "make_conditional_gan", "near_duplicate_pairs",
     # notebooks 05-06: segmentation nets, metrics and masks
-    "PatchDiscriminator", "MaskedPatchDiscriminator", "patch_layers_for", "patch_receptive_field", "UNet",
+    "PatchDiscriminator", "MaskedPatchDiscriminator", "SoftLabelPatchDiscriminator", "patch_layers_for",
+    "patch_receptive_field", "UNet",
     "make_patch_discriminator", "make_segmentation_nets", "make_unet", "binarise", "dice", "dice_scores",
     "hd95", "iou", "segmentation_metrics", "deform_masks", "deform_pairs", "lesion_stats", "PairTrainer",
     "adversarial_segmentation_step", "dice_bce_loss", "pix2pix_step", "segmentation_step",

@@ -500,7 +500,7 @@ def _nb05_namespace():
     import torch.nn.functional as F
     from torch import nn
 
-    ns = {"torch": torch, "F": F, "nn": nn}
+    ns = {"torch": torch, "F": F, "nn": nn, "LABEL_NOISE": 0.3}
     unet = _nb05_cell("def double_conv(")
     exec(unet[: unet.index("\ndef new_unet")], ns)
     exec(_nb05_cell("def dice_bce_loss("), ns)
@@ -516,11 +516,11 @@ def test_notebook_05_writes_its_steps_with_backward():
     assert _nb05_cell("def pix2pix_train_step(").count(".backward()") == 2
 
 
-@pytest.mark.parametrize("kind", ["segmentation", "adversarial", "adversarial-masked", "pix2pix"])
+@pytest.mark.parametrize("kind", ["segmentation", "adversarial", "adversarial-masked", "adversarial-soft", "pix2pix"])
 def test_notebook_05_steps_and_networks_are_bit_identical_to_the_package(kind, one_thread):
     from medgan_utils.gan import PairTrainer, adversarial_segmentation_step, pix2pix_step, segmentation_step
-    from medgan_utils.nets import (MaskedPatchDiscriminator, PatchDiscriminator, UNet, make_patch_discriminator,
-                                   make_unet)
+    from medgan_utils.nets import (MaskedPatchDiscriminator, PatchDiscriminator, SoftLabelPatchDiscriminator, UNet,
+                                   make_patch_discriminator, make_unet)
 
     ns = _nb05_namespace()
     g = torch.Generator().manual_seed(0)
@@ -528,17 +528,22 @@ def test_notebook_05_steps_and_networks_are_bit_identical_to_the_package(kind, o
     masks = (torch.rand(24, 1, 32, 32, generator=g) > 0.7).float()
     trainers = []
     masked = kind == "adversarial-masked"
-    for unet_cls, d_cls, steps in ((ns["UNet"], ns["MaskedPatchDiscriminator" if masked else "PatchDiscriminator"],
+    critic = {"adversarial-masked": "MaskedPatchDiscriminator", "adversarial-soft": "SoftLabelPatchDiscriminator"}.get(
+        kind, "PatchDiscriminator")
+    package_critics = {"MaskedPatchDiscriminator": MaskedPatchDiscriminator, "PatchDiscriminator": PatchDiscriminator,
+                       "SoftLabelPatchDiscriminator": SoftLabelPatchDiscriminator}
+    for unet_cls, d_cls, steps in ((ns["UNet"], ns[critic],
                                     {"segmentation": ns["seg_train_step"], "adversarial": ns["adversarial_seg_step"],
                                      "pix2pix": ns["pix2pix_train_step"]}),
-                                   (UNet, MaskedPatchDiscriminator if masked else PatchDiscriminator,
+                                   (UNet, package_critics[critic],
                                     {"segmentation": segmentation_step, "adversarial": adversarial_segmentation_step,
                                      "pix2pix": pix2pix_step})):
         net = make_unet(1, 1, 4, 3, out_activation="tanh" if kind == "pix2pix" else None, seed=0, cls=unet_cls)
         nets = {"G" if kind == "pix2pix" else "S": net}
         if kind != "segmentation":
             nets["D"] = make_patch_discriminator(1 if masked else 2, 8, 2, "batch", seed=1, cls=d_cls)
-        step = steps["adversarial" if masked else kind]
+        step = steps["adversarial" if kind.startswith("adversarial") else kind]
+        torch.manual_seed(5)   # the soft critic draws its label noise from the global generator
         tr = PairTrainer(nets, images, masks, step, lr=1e-3, betas=(0.5, 0.999), batch_size=8, seed=3,
                          lambda_adv=0.1, l1_weight=100.0)
         tr.run_steps(3)
@@ -588,10 +593,12 @@ def test_notebook_05_runs_fast_on_a_stand_in_with_empty_masks(tmp_path):
     m = _json.loads(_Path(row["results"]).read_text())["metrics"]
     arms = {r["arm"] for r in m["runs"]}
     assert m["image_size"] == 32 and arms == {"unet", "unet+adv", "unet+synth", "unet+deform", "unet+count_matched",
-                                              "unet+adv[pair]"}
+                                              "unet+adv[pair]", "unet+adv[soft]"}
     seeds_of = {a: {r["seed"] for r in m["runs"] if r["arm"] == a} for a in arms}
-    assert seeds_of["unet+deform"] == {0, 1} and seeds_of["unet+count_matched"] == seeds_of["unet+adv[pair]"] == {0}
-    assert [c["critic"] for c in m["critic_comparison"]] == ["masked", "pair"]
+    assert seeds_of["unet+deform"] == {0, 1}
+    assert seeds_of["unet+count_matched"] == seeds_of["unet+adv[pair]"] == seeds_of["unet+adv[soft]"] == {0}
+    assert [c["critic"] for c in m["critic_comparison"]] == ["masked", "pair", "soft"]
+    assert {e["contrast"].split(" critic")[0] for e in m["exploratory"] if " critic − " in e["contrast"]} == {"pair", "soft"}
     assert m["critic"]["receptive_field_px"] < 32
     assert any(e["contrast"].startswith("unet+synth − unet+deform") for e in m["exploratory"])
     assert all(0 <= r["dice"] <= 1 and 0 <= r["iou"] <= 1 and r["hd95"] >= 0 for r in m["runs"])
@@ -642,3 +649,19 @@ def test_joint_deformation_keeps_image_and_mask_aligned_and_matches_deform_masks
     assert torch.equal(new_masks, deform_masks(masks, torch.Generator().manual_seed(3), kind="both"))
     agree = ((new_images > 0).float() == new_masks).float().mean()
     assert agree > 0.99 and not torch.equal(new_masks, masks)              # aligned, and actually moved
+
+
+def test_soft_label_critic_softens_true_masks_only_within_its_noise():
+    from medgan_utils.nets import MaskedPatchDiscriminator, PatchDiscriminator, SoftLabelPatchDiscriminator
+
+    masks = (torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    soft = SoftLabelPatchDiscriminator(2, 4, 1, "none")
+    a = soft.label_noise
+    first, second = soft.true_masks(masks), soft.true_masks(masks)
+    on, off = masks.bool(), ~masks.bool()
+    assert first[on].min() >= 1 - a and first[on].max() <= 1
+    assert first[off].min() >= 0 and first[off].max() <= a
+    assert not torch.equal(first, masks) and not torch.equal(first, second)   # noisy, and drawn afresh
+    assert 0.4 * a < (first - masks).abs().mean() < 0.6 * a                   # uniform on [0, a]: mean a / 2
+    for plain in (PatchDiscriminator(2, 4, 1, "none"), MaskedPatchDiscriminator(1, 4, 1, "none")):
+        assert torch.equal(plain.true_masks(masks), masks)

@@ -73,7 +73,7 @@ def adversarial_segmentation_step(tr, images: torch.Tensor, masks: torch.Tensor)
     with tr.autocast():
         logits = S(images).float()
         pred = torch.sigmoid(logits)
-        real_logits = D(images, masks).float()
+        real_logits = D(images, D.true_masks(masks)).float()
         fake_logits = D(images, pred.detach()).float()
     loss_D = _critic_update(tr, real_logits, fake_logits)
     D.requires_grad_(False)

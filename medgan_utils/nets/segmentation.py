@@ -18,6 +18,8 @@
 * :class:`MaskedPatchDiscriminator` (SegAN, Xue et al. 2018): the critic sees the image multiplied by the
   mask, not the pair, so a binary true mask and a soft predicted one differ only through the image content
   they let through; the critic must judge the lesion, not the mask's value range.
+* :class:`SoftLabelPatchDiscriminator`: the other remedy, the pair critic shown true masks softened with label
+  noise (:meth:`PatchDiscriminator.true_masks`), so that a true mask is no longer exactly binary.
 
 Initialisation: the U-Net uses He (Kaiming) normal weights for its ReLU convolutions, as Ronneberger
 et al. did; the PatchGAN uses N(0, 0.02), as pix2pix did. :func:`make_unet`,
@@ -30,8 +32,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-__all__ = ["UNet", "PatchDiscriminator", "MaskedPatchDiscriminator", "make_unet", "make_patch_discriminator",
-           "make_segmentation_nets", "patch_layers_for", "patch_receptive_field"]
+__all__ = ["UNet", "PatchDiscriminator", "MaskedPatchDiscriminator", "SoftLabelPatchDiscriminator", "make_unet",
+           "make_patch_discriminator", "make_segmentation_nets", "patch_layers_for", "patch_receptive_field"]
 
 OUT_ACTIVATIONS = (None, "tanh", "sigmoid")
 D_NORMS = ("batch", "spectral", "none")
@@ -134,6 +136,22 @@ class PatchDiscriminator(nn.Module):
                              "(image and mask together). Fix: build it with in_channels = image channels + "
                              "mask channels.")
         return self.net(x)
+
+    def true_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        """What the critic is shown as a true mask: the mask itself (:class:`SoftLabelPatchDiscriminator` softens it)."""
+        return masks
+
+
+class SoftLabelPatchDiscriminator(PatchDiscriminator):
+    """The pair critic with true masks softened by label noise, so that their value range alone no longer gives
+    them away (Luc et al. 2016): each true pixel is drawn from [1 - a, 1] and each background pixel from [0, a],
+    with ``a = label_noise``, afresh at every update. Predicted masks are shown as they are."""
+
+    label_noise = 0.3
+
+    def true_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand_like(masks) * self.label_noise
+        return masks + (1 - 2 * masks) * noise
 
 
 class MaskedPatchDiscriminator(PatchDiscriminator):
