@@ -63,7 +63,7 @@ from .gan import epsilon_spent, noise_for_epsilon, PrivateGANResult, train_priva
 from .course import (check_labs, divergence_signature, DIVERGENCE_RULES, diversity_ratio, failure_signature,
                      generator_grad_norm, LAB_NAMES, ON_MODE_LEVEL, ring_outcome, RING_OUTCOMES, train_image_gan,
                      train_ring_gan)
-from .evaluation import conv2d_flops, format_cost_table, training_cost
+from .evaluation import conv2d_flops, count_flops, discriminator_gap, format_cost_table, training_cost
 from .gan import (AdaptiveAugment, check_variants, d_loss_wgan, ddpm_sample, ddpm_step, diff_augment,
                   DIFFAUGMENT_POLICY, ema_decay_at, gradient_penalty, make_diff_augment, make_generator_ema,
                   make_stable_step, PAPER_RECIPES, r1_penalty, STABILITY_VARIANTS, variant_options, variant_recipe)
@@ -132,7 +132,7 @@ __all__ = [
     "format_checklist", "pgd_restarts", "robustness_checklist", "tpr_at_fpr",
     # notebook 07: stability, data scarcity, cost, GANs against diffusion
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
-    "train_ring_gan", "conv2d_flops", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",
+    "train_ring_gan", "conv2d_flops", "count_flops", "discriminator_gap", "format_cost_table", "training_cost", "STABILITY_VARIANTS", "check_variants",
     "d_loss_wgan", "ddpm_sample", "ddpm_step", "DIFFAUGMENT_POLICY", "diff_augment", "gradient_penalty",
     "AdaptiveAugment", "make_diff_augment", "make_stable_step", "r1_penalty", "variant_options", "DDPMSchedule",
     "divergence_signature", "DIVERGENCE_RULES", "ON_MODE_LEVEL", "ring_outcome", "RING_OUTCOMES", "ema_decay_at",

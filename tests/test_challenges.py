@@ -372,3 +372,70 @@ def test_notebook_step_drives_ada_like_the_package_step(one_thread):
     assert augs[0].history == augs[1].history and len(augs[0].history) == 3  # p was adjusted, identically
     mine, ref = runs[0].G.state_dict(), runs[1].G.state_dict()
     assert all(torch.equal(mine[k], ref[k]) for k in ref)
+
+
+def test_count_flops_of_a_training_step_matches_a_hand_count():
+    """Two convs and a linear layer, bias-free: forward 2·C_in·C_out·k²·H·W per conv and 2·in·out for the linear;
+    the backward pass costs the forward's FLOPs once for the weights' gradient and once more for the gradient of
+    every layer's input, except the first (the image needs no gradient)."""
+    from medgan_utils import count_flops
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.Conv2d(2, 3, 3, bias=False), nn.Flatten(),
+                        nn.Linear(3 * 3 * 3, 1, bias=False))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.randn(1, 1, 7, 7)
+    c1, c2, lin = 2 * 1 * 2 * 9 * 5 * 5, 2 * 2 * 3 * 9 * 3 * 3, 2 * 27 * 1  # 900, 972, 54
+    assert count_flops(net, x) == c1 + c2 + lin
+
+    def step(batch):
+        opt.zero_grad()
+        net(batch).square().mean().backward()
+        opt.step()
+
+    assert count_flops(step, x) == (c1 + c2 + lin) + c1 + 2 * c2 + 2 * lin  # 1926 + 900 + 1944 + 108 = 4878
+    with torch.no_grad():
+        assert count_flops(net, torch.randn(4, 1, 7, 7)) == 4 * (c1 + c2 + lin)  # linear in the batch
+
+
+class _Memoriser(nn.Module):
+    """A discriminator that has memorised a set: its logit is minus the distance to the nearest stored image."""
+
+    def __init__(self, memory):
+        super().__init__()
+        self.register_buffer("memory", memory.flatten(1))
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return -self.scale * torch.cdist(x.flatten(1), self.memory).min(1).values
+
+
+def test_discriminator_gap_is_positive_for_a_memorising_d_and_about_zero_otherwise():
+    from medgan_utils import discriminator_gap
+
+    g = torch.Generator().manual_seed(0)
+    train, val = torch.randn(16, 1, 4, 4, generator=g), torch.randn(64, 1, 4, 4, generator=g)
+    gap = discriminator_gap(_Memoriser(train), train, val)
+    assert gap["train"] == pytest.approx(0.0, abs=1e-5) and gap["val"] < -1 and gap["gap"] > 1
+    assert gap["gap"] == pytest.approx(gap["train"] - gap["val"])
+    # a D that has seen neither set: two large samples of one distribution score alike
+    fixed = _Memoriser(torch.randn(16, 1, 4, 4, generator=g))
+    a, b = torch.randn(4000, 1, 4, 4, generator=g), torch.randn(4000, 1, 4, 4, generator=g)
+    other = discriminator_gap(fixed, a, b)
+    assert abs(other["gap"]) < 0.05 * abs(other["val"])
+    assert discriminator_gap(fixed, a, a)["gap"] == 0.0
+    with pytest.raises(SettingError, match="Fix"):
+        discriminator_gap(fixed, a[:0], b)
+
+
+def test_a_trained_discriminator_opens_the_gap_on_a_tiny_training_set():
+    """A DCGAN on 8 images: after 150 updates D scores them well above 64 unseen images of the same kind; the
+    gap is probed before training (≈ 0) and at the end, and probing leaves the update count alone."""
+    from medgan_utils import discriminator_gap, train_image_gan
+
+    g = torch.Generator().manual_seed(1)
+    pool = torch.tanh(torch.randn(72, 1, 28, 28, generator=g))
+    train, val = pool[:8], pool[8:]
+    tr = train_image_gan("non-saturating", train, seed=0, steps=150, base=8, batch_size=8,
+                         probe=lambda t: discriminator_gap(t.D_raw, train, val)["gap"], probe_every=50)
+    assert [u for u, _ in tr.probes] == [0, 50, 100, 150]
+    assert abs(tr.probes[0][1]) < 0.5 and tr.probes[-1][1] > 1.0

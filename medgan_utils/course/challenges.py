@@ -86,7 +86,8 @@ def check_labs(labs) -> list[str]:
 
 def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: int = 1, base: int = 32,
                     batch_size: int = 64, augment=None, device=None, max_seconds=None, lr: float = 2e-4,
-                    steps: int | None = None, step_factory=make_stable_step, precision: str = "auto"):
+                    steps: int | None = None, step_factory=make_stable_step, precision: str = "auto",
+                    probe=None, probe_every: int = 0):
     """A DCGAN at the images' size trained with ``variant`` for ``epochs`` (with history and the NaN guard) or
     exactly ``steps`` updates (no history); returns the trainer (``diverged`` set on NaN, ``recipe`` the settings
     of :func:`~medgan_utils.gan.regularisers.variant_recipe`). ``epochs`` and ``steps`` count G updates: with
@@ -94,7 +95,11 @@ def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: in
 
     ``step_factory(**step options, augment=...)`` builds the training step: notebook 07 passes its visible copy
     of :func:`~medgan_utils.gan.make_stable_step`. ``precision`` is the course's policy (``"auto"``: fp32 on a
-    CPU without a passed bf16 check, bf16 or fp16 with a GradScaler on CUDA); ``tr.precision`` says what ran."""
+    CPU without a passed bf16 check, bf16 or fp16 with a GradScaler on CUDA); ``tr.precision`` says what ran.
+
+    With ``steps``, ``probe(tr)`` (e.g. D's train − validation gap) is called before training and after every
+    ``probe_every`` updates (and at the end); ``tr.probes`` keeps ``(update, value)``, and its time is not
+    counted in ``tr.train_seconds``."""
     step_opts, other = variant_options(variant)
     G, D = make_dcgan(images.shape[-1], images.shape[1], base=base, seed=seed, d_norm=other.get("d_norm", "batch"))
     tr = DCGANTrainer(G, D, images, step_fn=step_factory(**step_opts, augment=augment), device=device,
@@ -106,13 +111,28 @@ def train_image_gan(variant: str, images: torch.Tensor, *, seed: int, epochs: in
     if steps is None:
         tr.fit(epochs, max_seconds=max_seconds)
     else:
-        t0 = time.perf_counter()
-        tr.run_steps(steps)
-        tr.train_seconds = time.perf_counter() - t0
+        _run_probed(tr, int(steps), probe, int(probe_every))
         if not tr._params_finite():
             tr.diverged = "a weight became NaN/inf"
     tr.g_loss_name = step_opts["loss"]
     return tr
+
+
+def _run_probed(tr, steps: int, probe, every: int) -> None:
+    """``steps`` updates of ``tr`` in chunks of ``every``, ``probe(tr)`` before and after each chunk."""
+    every = every if probe is not None and every > 0 else steps
+    tr.probes, done, seconds = [], 0, 0.0
+    if probe is not None:
+        tr.probes.append((0, probe(tr)))
+    while done < steps:
+        k = min(every, steps - done)
+        t0 = time.perf_counter()
+        tr.run_steps(k)
+        seconds += time.perf_counter() - t0
+        done += k
+        if probe is not None:
+            tr.probes.append((done, probe(tr)))
+    tr.train_seconds = seconds
 
 
 def _spectral(net: nn.Sequential) -> nn.Sequential:

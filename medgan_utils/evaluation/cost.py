@@ -17,12 +17,24 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["training_cost", "conv2d_flops", "format_cost_table"]
+__all__ = ["training_cost", "conv2d_flops", "count_flops", "format_cost_table"]
 
 
 def conv2d_flops(c_in: int, c_out: int, k: int, h_out: int, w_out: int, batch: int = 1) -> int:
     """Closed form of a Conv2d forward pass without bias: 2 · N · C_out · H_out · W_out · C_in · k²."""
     return 2 * batch * c_out * h_out * w_out * c_in * k * k
+
+
+def count_flops(fn: Callable, *args, **kwargs) -> int:
+    """The FLOPs ``fn(*args, **kwargs)`` runs, counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix
+    products and convolutions, forward and backward, a multiply-add as two; element-wise work and the
+    optimiser's update are not counted). Count one training step and multiply by the steps taken, or one
+    network call and multiply by the calls a sampler makes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn(*args, **kwargs)
+    return int(counter.get_total_flops())
 
 
 def _saved_bytes(step: Callable, batch) -> int:
@@ -50,15 +62,11 @@ def training_cost(name: str, nets: list[nn.Module], step: Callable, batch, *, n_
     network it touches, per image of the batch), ``peak_mem_mb``, ``memory_method``, ``s_per_step`` and
     ``s_per_epoch`` (``n_train // batch_size`` steps), ``device``.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     device = torch.device(device or next(nets[0].parameters()).device)
     params = sum(p.numel() for net in nets for p in net.parameters())
     for _ in range(warmup_steps):
         step(batch)
-    with FlopCounterMode(display=False) as counter:
-        step(batch)
-    flops = int(counter.get_total_flops())
+    flops = count_flops(step, batch)
     if device.type == "cuda":
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)

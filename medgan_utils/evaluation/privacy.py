@@ -24,7 +24,8 @@ from torch import nn
 
 from ..core.errors import SettingError
 
-__all__ = ["discriminator_scores", "membership_auc", "membership_inference", "tpr_at_fpr", "drop_near_copies"]
+__all__ = ["discriminator_scores", "discriminator_gap", "membership_auc", "membership_inference", "tpr_at_fpr",
+           "drop_near_copies"]
 
 
 @torch.no_grad()
@@ -38,6 +39,19 @@ def discriminator_scores(D: nn.Module, images: torch.Tensor, batch_size: int = 5
     finally:
         D.train(was)
     return torch.cat(out).double().numpy()
+
+
+def discriminator_gap(D: nn.Module, train_reals: torch.Tensor, val_reals: torch.Tensor,
+                      batch_size: int = 512) -> dict:
+    """D's **train − validation gap**: its mean score (logit, eval mode) on the real images it trains on minus its
+    mean score on held-out real images of the same distribution. Near 0 while D judges images by what they
+    show; it grows as D memorises its training set (ADA's overfitting signal, Karras et al. 2020; LOGAN's
+    attack signal, Hayes et al. 2019). Returns ``{"train", "val", "gap"}`` (floats)."""
+    if len(train_reals) < 1 or len(val_reals) < 1:
+        raise SettingError(f"discriminator_gap needs at least one training and one validation image, got "
+                           f"{len(train_reals)} and {len(val_reals)}. Fix: pass both image sets.")
+    tr, va = discriminator_scores(D, train_reals, batch_size), discriminator_scores(D, val_reals, batch_size)
+    return {"train": float(tr.mean()), "val": float(va.mean()), "gap": float(tr.mean() - va.mean())}
 
 
 def tpr_at_fpr(member_scores, nonmember_scores, fpr: float = 0.01) -> float:
