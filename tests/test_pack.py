@@ -252,7 +252,8 @@ def test_notebook_03_reuses_the_pack_and_trains_only_the_demonstration(trained_0
     assert rec["metrics"]["updates"] == 8  # the demonstration: 2 epochs of 4 batches on a copy
     assert "[from workshop pack, trained" in out["text"] and "cached" in out["text"]  # the pack's feature net
     assert not (out["folder"] / "networks.json").exists()  # a pack's networks are not saved again as a run's
-    assert rec["metrics"]["fd"] < 3 * trained["metrics"]["fd"] + 5  # the pack's G, not 8 updates from scratch
+    # the pack's G draws the same images from the same noise: the FD shown is that of the run that trained it
+    assert rec["metrics"]["fd"] == pytest.approx(trained["metrics"]["fd"], rel=0.01)
 
 
 @pytest.mark.slow
