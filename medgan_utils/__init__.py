@@ -76,6 +76,9 @@ from .evaluation import (bootstrap_contrast, calibration, claim, diagnosis_boots
                          EvidenceTable, fast_auc, fix_threshold, holm, near_copy_clusters, positive_scores,
                          seed_contrast, SelectionLog, SelectionOnTestError, sensitivity_specificity, wilson_interval)
 
+# the workshop pack: save a run's networks; reuse a pack's in place of training
+from .course import NoPack, open_pack, Pack, PackError, save_run_networks
+
 __version__ = "0.2.0"
 
 __all__ = [
@@ -146,5 +149,7 @@ __all__ = [
     "EvidenceTable", "fast_auc", "fix_threshold", "holm", "near_copy_clusters", "positive_scores", "seed_contrast",
     "SelectionLog",
     "SelectionOnTestError", "sensitivity_specificity", "wilson_interval",
+    # the workshop pack
+    "NoPack", "open_pack", "Pack", "PackError", "save_run_networks",
     "__version__",
 ]

@@ -35,6 +35,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "MEDGAN_RESULTS_DIR": ("path", "where results.json goes (default: runs/<notebook>/)"),
     "MEDGAN_CACHE_DIR": ("path", "feature nets and stored checks (default: runs/cache/)"),
     "MEDGAN_INCEPTION_WEIGHTS": ("path", "a local Inception-v3 weights file for the optional Inception FID"),
+    "MEDGAN_PRETRAINED": ("path", "a workshop pack folder (medgan pack build): notebooks reuse its trained networks "
+                                  "(a notebook's PRETRAINED parameter wins)"),
 }
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -109,6 +111,7 @@ class EnvSettings:
     results_dir: Path | None = None
     cache_dir: Path | None = None
     inception_weights: Path | None = None
+    pretrained: Path | None = None
 
     @property
     def timeout(self) -> float:

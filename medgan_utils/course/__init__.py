@@ -17,6 +17,7 @@ from .exercises import show_solution, skip_exercise, student_exercise
 from .graders import ToyGANTrainer, grade_step, toy_gan_step
 from .plotting import (animation_html, image_grid, montage_by_class, plot_curves, plot_reliability, show_grid,
                        to_display)
+from .pretrained import NoPack, Pack, PackError, open_pack, save_run_networks
 from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
 from .splits import SPLIT_MODES, CourseSplits, leak_free_splits, lookup_baseline
@@ -49,4 +50,5 @@ __all__ = [
     "remove_lesions", "residual_features", "inpainting_input", "inpainting_pairs", "paired_detector_auc",
     "LAB_NAMES", "check_labs", "diversity_ratio", "failure_signature", "generator_grad_norm", "train_image_gan",
     "train_ring_gan", "DIVERGENCE_RULES", "ON_MODE_LEVEL", "RING_OUTCOMES", "divergence_signature", "ring_outcome",
+    "NoPack", "Pack", "PackError", "open_pack", "save_run_networks",
 ]

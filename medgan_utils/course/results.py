@@ -35,7 +35,8 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None = None, show: bool = True) -> dict:
+def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None = None, show: bool = True,
+                   pretrained: dict | None = None) -> dict:
     """Write ``metrics`` (and run context) to ``results.json`` atomically, and show them.
 
     Args:
@@ -43,6 +44,7 @@ def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None =
         metrics: headline numbers, JSON-serialisable (numbers, strings, lists, :func:`mean_ci` dicts).
         cfg: the notebook's :class:`~medgan_utils.settings.Settings`, for mode, device and seed.
         params: the notebook's parameters as run (so a sweep can be read back).
+        pretrained: a workshop pack's ``record()`` (its SHA-256 and the networks reused), stored as ``pretrained``.
     Returns the full record that was written.
     """
     import torch
@@ -59,6 +61,7 @@ def record_results(notebook: str, metrics: dict, cfg=None, params: dict | None =
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         "determinism": determinism_status(),  # "on": false when it was off (see core.device)
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "pretrained": pretrained,
     }
     if cfg is not None and getattr(cfg, "device", None) is not None and cfg.device.type == "cuda":
         record["machine"]["gpu"] = torch.cuda.get_device_name(cfg.device)

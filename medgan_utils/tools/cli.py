@@ -174,6 +174,34 @@ def cmd_exercises(args) -> int:
     return 0
 
 
+def cmd_pack_build(args) -> int:
+    from .pack import build_pack
+
+    build_pack(args.from_dir, args.out, only=args.only, with_data=args.with_data)
+    return 0
+
+
+def cmd_pack_verify(args) -> int:
+    from .pack import verify_pack
+
+    verify_pack(args.pack)
+    return 0
+
+
+def _add_pack(sub) -> None:
+    k = sub.add_parser("pack", help="the workshop pack: trained networks (and data) of a run, for every laptop")
+    ksub = k.add_subparsers(dest="pack_command", required=True)
+    kb = ksub.add_parser("build", help="collect the networks a medgan run (or sweep) saved, with a manifest")
+    kb.add_argument("--from", dest="from_dir", required=True, metavar="RUN_DIR", help="the run's --out folder")
+    kb.add_argument("--out", required=True, metavar="PACK_DIR", help="the pack folder to write (replaced if a pack)")
+    kb.add_argument("--only", nargs="+", default=None, metavar="NN", help="only these notebooks, e.g. --only 03 04")
+    kb.add_argument("--with-data", action="store_true", help="add the MD5-checked dataset files the runs used")
+    kb.set_defaults(func=cmd_pack_build)
+    kv = ksub.add_parser("verify", help="check a pack's hashes, versions and completeness; what each notebook reuses")
+    kv.add_argument("pack", metavar="PACK_DIR")
+    kv.set_defaults(func=cmd_pack_verify)
+
+
 def _add_site(sub) -> None:
     s = sub.add_parser("site", help="execute the notebooks and build the course website (Sphinx, offline)")
     s.add_argument("notebooks", nargs="*", help="a subset (default: every notebook, in order)")
@@ -286,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_exercises)
     _add_site(sub)
     _add_bench(sub)
+    _add_pack(sub)
     return p
 
 

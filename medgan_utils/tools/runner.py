@@ -204,6 +204,7 @@ def _execute(path: Path, folder: Path, params: dict, timeout, kernel_name: str) 
     out_nb, results_file, kernel_log = folder / path.name, folder / "results.json", folder / KERNEL_LOG
     results_file.unlink(missing_ok=True)  # never report a stale result as this run's
     out_nb.unlink(missing_ok=True)  # nor a stale executed notebook (papermill replaced it at the start, too)
+    (folder / "networks.json").unlink(missing_ok=True)  # nor a stale run's saved networks (medgan pack build)
     remove_stale_parts(folder, path.name)  # the half-written notebook of a run that was killed (kill -9)
     partial = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}"
     row = {"notebook": path.stem, "output": str(out_nb), "results": str(results_file), "status": "ok", "error": None}

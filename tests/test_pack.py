@@ -1,0 +1,273 @@
+"""The workshop pack: save_run_networks, medgan pack build / verify, open_pack, and notebook 03 with a pack."""
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from medgan_utils import NoPack, PackError, open_pack, record_results, save_run_networks
+from medgan_utils.core.io import umask_mode
+from medgan_utils.course.pretrained import MANIFEST, sha256_file
+from medgan_utils.tools.cli import main
+from medgan_utils.tools.pack import build_pack, verify_pack
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = {"DATASET": "pneumoniamnist", "IMAGE_SIZE": 28, "CHANNELS": 1, "LATENT_DIM": 4}
+
+
+def tiny(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+
+
+@pytest.fixture
+def fake_run(tmp_path, monkeypatch):
+    """A finished run of '03' with tiny networks: networks/ + networks.json + results.json."""
+    folder = tmp_path / "run" / "03_dcgan"
+    monkeypatch.setenv("MEDGAN_RESULTS_DIR", str(folder))
+    monkeypatch.setenv("MEDGAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MEDGAN_PRETRAINED", raising=False)
+    G, D = tiny(0), tiny(1)
+    G(torch.randn(16, 4))  # moves the batch-norm statistics and counts a batch (an integer buffer)
+    feature_file = tmp_path / "train_cache" / "pneumoniamnist_28px_abc.pt"
+    feature_file.parent.mkdir()
+    torch.save({"state_dict": tiny(2).state_dict(), "config": {"width": 8}, "info": {"hash": "abc"}}, feature_file)
+    metrics = {"fd": 1.5, "fd_ratio_val": 1.2, "updates": 100}
+    save_run_networks("03_dcgan", {"generator": G, "discriminator": D}, fp16=("generator",), metrics=metrics,
+                      params=PARAMS, files={"feature_net": feature_file})
+    record_results("03_dcgan", metrics, params={**PARAMS, "EPOCHS": 3}, show=False)
+    return {"dir": tmp_path / "run", "G": G, "D": D, "feature_file": feature_file, "tmp": tmp_path}
+
+
+@pytest.fixture
+def pack(fake_run):
+    out = fake_run["tmp"] / "pack"
+    build_pack(fake_run["dir"], out, echo=lambda *a, **k: None)
+    return out
+
+
+def _manifest(pack_dir: Path) -> dict:
+    return json.loads((pack_dir / MANIFEST).read_text())
+
+
+def test_build_writes_a_manifest_with_hashes_sizes_provenance_and_metrics(pack, fake_run):
+    m = _manifest(pack)
+    import medgan_utils
+
+    assert m["course_version"] == medgan_utils.__version__ and m["torch"] == torch.__version__
+    nb = m["notebooks"]["03"]
+    assert nb["notebook"] == "03_dcgan" and nb["metrics"]["fd"] == 1.5 and nb["params"]["EPOCHS"] == 3
+    assert nb["match"] == PARAMS and nb["trained_at"] and nb["device"]
+    assert set(nb["files"]) == {"generator", "discriminator", "feature_net"}
+    for f in nb["files"].values():
+        path = pack / f["path"]
+        assert f["sha256"] == sha256_file(path) and f["bytes"] == path.stat().st_size
+        assert stat.S_IMODE(path.stat().st_mode) == umask_mode()
+    assert not [p for p in pack.parent.iterdir() if p.name.endswith(".part")]  # the staging folder is gone
+
+
+def test_fp16_storage_halves_floats_keeps_integers_and_loads_back_in_the_module_dtype(pack, fake_run):
+    state = torch.load(pack / "03" / "generator.pt", weights_only=True)
+    assert state["0.weight"].dtype == torch.float16 and state["1.num_batches_tracked"].dtype == torch.int64
+    p = open_pack(pack, "03_dcgan", params=PARAMS, echo=lambda *a: None)
+    G = tiny(5)
+    assert p and p.load("generator", G)
+    assert G[0].weight.dtype == torch.float32
+    assert torch.allclose(G[0].weight, fake_run["G"][0].weight, atol=1e-3)
+    assert int(G[1].num_batches_tracked) == 1
+    D = tiny(6)
+    p.load("discriminator", D)
+    assert all(torch.equal(a, b) for a, b in zip(D.state_dict().values(), fake_run["D"].state_dict().values()))
+
+
+def test_open_pack_records_the_manifest_hash_the_networks_and_tags_titles(pack, fake_run, tmp_path):
+    lines = []
+    p = open_pack(str(pack), "03", params=PARAMS, echo=lines.append)
+    p.load("generator", tiny(3))
+    assert p.install_cached("feature_net", tmp_path / "laptop_cache")
+    assert (tmp_path / "laptop_cache" / fake_run["feature_file"].name).read_bytes() == fake_run["feature_file"].read_bytes()
+    assert p.install_all_cached(tmp_path / "other_cache") == ["feature_net"]
+    rec = p.record()
+    assert rec["pack"] == sha256_file(pack / MANIFEST) and rec["networks"] == ["generator", "feature_net"]
+    assert p.title_tag.startswith("[from workshop pack, trained 20") and " on " in p.title_tag
+    assert len(lines) == 1 and "reuses generator, discriminator, feature_net" in lines[0]
+
+
+def test_environment_variable_is_the_default(pack, monkeypatch):
+    monkeypatch.setenv("MEDGAN_PRETRAINED", str(pack))
+    assert open_pack(None, "03_dcgan", params=PARAMS, echo=lambda *a: None)
+    monkeypatch.delenv("MEDGAN_PRETRAINED")
+    assert isinstance(open_pack(None, "03_dcgan", params=PARAMS), NoPack)
+
+
+def _fallback(pack_dir, params=PARAMS) -> str:
+    lines = []
+    p = open_pack(pack_dir, "03_dcgan", params=params, echo=lines.append)
+    assert not p and isinstance(p, NoPack) and p.record() is None and not p.load("generator", tiny(0))
+    assert len(lines) == 1 and "Fix:" in lines[0] and "Training as usual" in lines[0]
+    return lines[0]
+
+
+def test_tampered_file_falls_back_with_one_line(pack):
+    path = pack / "03" / "discriminator.pt"
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert "SHA-256" in _fallback(pack)
+    with pytest.raises(PackError, match="discriminator.*SHA-256.*Fix"):
+        verify_pack(pack, echo=lambda *a: None)
+
+
+def test_other_course_version_falls_back_with_one_line(pack):
+    m = _manifest(pack)
+    m["course_version"] = "0.1.0"
+    (pack / MANIFEST).write_text(json.dumps(m))
+    assert "course version 0.1.0" in _fallback(pack)
+    with pytest.raises(PackError, match="0.1.0.*Fix: rebuild"):
+        verify_pack(pack, echo=lambda *a: None)
+
+
+def test_missing_network_and_missing_file_fall_back_with_one_line(pack):
+    m = _manifest(pack)
+    del m["notebooks"]["03"]["files"]["discriminator"]
+    (pack / MANIFEST).write_text(json.dumps(m))
+    assert "lacks discriminator" in _fallback(pack)
+    with pytest.raises(PackError, match="lacks discriminator"):
+        verify_pack(pack, echo=lambda *a: None)
+    (pack / "03" / "generator.pt").unlink()
+    assert "missing" in _fallback(pack)
+
+
+def test_parameters_that_change_the_networks_must_match(pack):
+    line = _fallback(pack, {**PARAMS, "IMAGE_SIZE": 64})
+    assert "IMAGE_SIZE=28" in line and "IMAGE_SIZE=64" in line
+    assert "not a folder" in _fallback(pack / "nowhere")
+    with pytest.raises(PackError, match="PACK_MATCH"):
+        open_pack(pack, "03_dcgan", params={"EPOCHS": 3})  # a typo in a notebook's hook is a bug, not a fallback
+
+
+def test_verify_prints_what_each_notebook_reuses_and_checks_torch(pack):
+    lines = []
+    verify_pack(pack, echo=lines.append)
+    assert any(line.startswith("03 03_dcgan: will reuse generator, discriminator, feature_net") for line in lines)
+    assert "OK" in lines[-1]
+    m = _manifest(pack)
+    m["torch"] = "1.13.1"
+    (pack / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(PackError, match="torch 1.13.1.*Fix"):
+        verify_pack(pack, echo=lambda *a: None)
+
+
+def test_cli_verify_fails_with_one_line_and_no_traceback(pack, capsys):
+    assert main(["pack", "verify", str(pack)]) == 0
+    (pack / "03" / "generator.pt").write_bytes(b"not a network")
+    assert main(["pack", "verify", str(pack)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "SHA-256" in err and "Traceback" not in err
+
+
+def test_build_refuses_a_folder_that_is_not_a_pack_and_a_run_without_networks(fake_run, tmp_path):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    with pytest.raises(PackError, match="not a pack"):
+        build_pack(fake_run["dir"], other, echo=lambda *a: None)
+    assert (other / "mine.txt").read_text() == "keep me"
+    with pytest.raises(PackError, match="no saved networks of notebook"):
+        build_pack(fake_run["dir"], tmp_path / "p", only=["04"], echo=lambda *a: None)
+    out = tmp_path / "p2"
+    build_pack(fake_run["dir"], out, echo=lambda *a: None)
+    build_pack(fake_run["dir"], out, only=["03"], echo=lambda *a: None)  # an existing pack is replaced whole
+    assert set(_manifest(out)["notebooks"]) == {"03"}
+
+
+def test_build_refuses_networks_changed_after_the_run(fake_run, tmp_path):
+    (fake_run["dir"] / "03_dcgan" / "networks" / "generator.pt").write_bytes(b"x")
+    with pytest.raises(PackError, match="changed since the run"):
+        build_pack(fake_run["dir"], tmp_path / "p", echo=lambda *a: None)
+
+
+def test_with_data_copies_md5_checked_files(fake_run, tmp_path, monkeypatch):
+    from medgan_utils.data.registry import file_spec
+
+    spec = file_spec("pneumoniamnist", 28)
+    shared = Path(os.environ.get("MEDGAN_DATA_DIR", ROOT / "data")) / spec.filename
+    if not shared.is_file():
+        pytest.skip("needs the real pneumoniamnist file (MEDGAN_DATA_DIR)")
+    monkeypatch.setenv("MEDGAN_DATA_DIR", str(shared.parent))
+    rec_path = fake_run["dir"] / "03_dcgan" / "results.json"
+    rec = json.loads(rec_path.read_text())
+    rec["datasets"] = {"pneumoniamnist": {"used": "pneumoniamnist", "size": 28, "source": "medmnist"}}
+    rec_path.write_text(json.dumps(rec))
+    out = tmp_path / "pack"
+    build_pack(fake_run["dir"], out, with_data=True, echo=lambda *a: None)
+    entry = _manifest(out)["data"][spec.filename]
+    assert entry["md5"] == spec.md5 and (out / "data" / spec.filename).stat().st_size == entry["bytes"]
+    verify_pack(out, echo=lambda *a: None)
+
+
+# --- notebook 03 with a pack (each fast run of 03 costs about a minute: few tests, one shared trained run) -----
+
+NB03 = ROOT / "notebooks" / "03_dcgan.ipynb"
+
+
+def _outputs(executed: Path) -> str:
+    cells = json.loads(executed.read_text())["cells"]
+    return "\n".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
+                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def _run_03(folder: Path, params: dict) -> dict:
+    from medgan_utils.tools.runner import run_notebook, temporary_environ
+
+    with temporary_environ(unset=["MEDGAN_PRETRAINED"]):
+        row = run_notebook(NB03, folder, params, fast=True)
+    assert row["status"] == "ok", row["error"]
+    return {"results": json.loads(Path(row["results"]).read_text()), "text": _outputs(Path(row["output"])),
+            "folder": Path(row["results"]).parent}
+
+
+@pytest.fixture(scope="module")
+def trained_03(tmp_path_factory):
+    """One fast run of 03 (no pack) and the pack built from it."""
+    root = tmp_path_factory.mktemp("pack03")
+    run = _run_03(root / "run", {})
+    build_pack(root / "run", root / "pack", echo=lambda *a: None)
+    return {"root": root, "pack": root / "pack", "run": run}
+
+
+@pytest.mark.slow
+def test_notebook_03_reuses_the_pack_and_trains_only_the_demonstration(trained_03):
+    pack = trained_03["pack"]
+    verify_pack(pack, echo=lambda *a: None)
+    trained = trained_03["run"]["results"]
+    assert trained["pretrained"] is None and trained["metrics"]["updates"] > 8
+    out = _run_03(trained_03["root"] / "with_pack", {"PRETRAINED": str(pack)})
+    rec = out["results"]
+    assert rec["pretrained"]["pack"] == sha256_file(pack / MANIFEST)
+    assert rec["pretrained"]["networks"] == ["generator", "discriminator", "feature_net"]
+    assert rec["metrics"]["updates"] == 8  # the demonstration: 2 epochs of 4 batches on a copy
+    assert "[from workshop pack, trained" in out["text"] and "cached" in out["text"]  # the pack's feature net
+    assert not (out["folder"] / "networks.json").exists()  # a pack's networks are not saved again as a run's
+    # the pack's G draws the same images from the same noise: the FD shown is that of the run that trained it
+    assert rec["metrics"]["fd"] == pytest.approx(trained["metrics"]["fd"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_notebook_03_falls_back_to_training_on_a_tampered_pack(trained_03):
+    import shutil
+
+    bad = trained_03["root"] / "tampered"
+    shutil.copytree(trained_03["pack"], bad)
+    data = bytearray((bad / "03" / "generator.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (bad / "03" / "generator.pt").write_bytes(bytes(data))
+    out = _run_03(trained_03["root"] / "fallback", {"PRETRAINED": str(bad), "EPOCHS": 1})
+    rec = out["results"]
+    assert rec["pretrained"] is None and rec["metrics"]["updates"] > 8  # trained as usual: a whole epoch
+    lines = [line for line in out["text"].splitlines() if "Workshop pack not used" in line]
+    assert len(lines) == 1 and "SHA-256" in lines[0] and "Fix:" in lines[0]
+    assert "[from workshop pack" not in out["text"]
