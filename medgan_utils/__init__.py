@@ -72,6 +72,11 @@ from .nets import DDPMSchedule, make_noise_predictor, NoisePredictor
 from .course import (CourseSplits, fast_budget, leak_free_splits, lookup_baseline, plot_reliability, SPLIT_MODES,
                      trainer_fast_budget)
 from .data import grouped_split
+# notebook 04: classical strengths, the GAN gate, the "real or synthetic?" exercise
+from .course import (feature_detector_accuracy, real_or_synthetic_quiz, real_or_synthetic_widget, score_guesses,
+                     scripted_guesses)
+from .data import AUGMENT_STRENGTHS, augment_at
+from .evaluation import gan_gate, gate_verdict, kid_interval, kid_unbiased
 from .evaluation import (bootstrap_contrast, calibration, claim, diagnosis_bootstrap, disease_class, DISEASE_CLASSES,
                          EvidenceTable, fast_auc, fix_threshold, holm, near_copy_clusters, positive_scores,
                          seed_contrast, SelectionLog, SelectionOnTestError, sensitivity_specificity, wilson_interval)
@@ -107,7 +112,10 @@ __all__ = [
     # evaluation
     "train_feature_net", "fixed_feature_net", "extract_features", "evaluate_generator", "evaluation_table", "frechet_distance", "kid",
     "precision_recall", "memorisation_audit", "plot_memorisation_pairs", "INCEPTION_FID_CAVEAT",
-    # notebook 04: conditional GAN, diagnosis classifier, arms, statistics
+    # notebook 04: conditional GAN, diagnosis classifier, arms, statistics, strengths, the gate, the quiz
+    "AUGMENT_STRENGTHS", "augment_at", "gan_gate", "gate_verdict", "kid_interval", "kid_unbiased",
+    "feature_detector_accuracy", "real_or_synthetic_quiz", "real_or_synthetic_widget", "score_guesses",
+    "scripted_guesses",
     "ARMS", "SYNTHETIC_ARMS", "arm_training_set", "cached_conditional_gan", "check_arms", "draw_synthetic",
     "synthetic_counts_for", "SealedSplit", "UserDataError", "classical_augment", "count_matched_indices",
     "drop_leaked_duplicates", "image_hashes", "stratified_fraction", "synthetic_class_counts", "conclusions",

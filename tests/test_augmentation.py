@@ -330,6 +330,14 @@ def test_notebook_04_runs_fast_on_an_rgb_five_class_stand_in(tmp_path):
     assert cm["n_train"] == gan["n_train"] > cm["n_real"]
     assert len({q["class"] for q in m["gan_quality"]}) == 5
     assert (Path(row["results"]).parent / "gans").is_dir()
+    assert set(m["gate"]) == {"frac0.25_seed0"} and isinstance(m["gate"]["frac0.25_seed0"]["passed"], bool)
+    assert all(r["gate_failed"] == (r["arm"] in ("gan", "gan+classical") and not m["gate"]["frac0.25_seed0"]["passed"])
+               for r in m["runs"])
+    strength = next(e for e in m["selection"] if e["name"] == "classical_strength")
+    assert strength["chosen_on"] == "validation" and strength["chosen"] in strength["candidates"]
+    assert m["classical_strength"]["chosen"] == strength["chosen"] and m["classical_strength"]["split"] == "val"
+    assert all(r["best_step"] <= r["stopped_step"] <= r["max_steps"] for r in m["runs"])
+    assert m["real_or_synthetic"]["learner"]["n"] == 16
 
 
 def test_notebook_03_runs_fast_on_a_users_npz(tmp_path):

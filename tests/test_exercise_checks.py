@@ -666,7 +666,8 @@ def _lesson_04(base):
     return {**base, "grading_trainer": _cgan_trainer, "fractions": [0.25], "seeds": [0], "gans": {(0.25, 0): (idx, gan)},
             "train": train, "val": val, "make_pair": pair, "BATCH_SIZE": 16, "cgan_train_step": mu.cgan_step,
             "PRECISION": "fp32", "LR_GAN": 2e-4, "gan_steps": 2, "n_classes": 2, "fnet": fnet, "positive": 0,
-            "DEFAULT_RATIO": 1.0, "CLASSIFIER": "cnn", "channels": 1, "clf_steps": 2, "task": "binary-class",
+            "DEFAULT_RATIO": 1.0, "CLASSIFIER": "cnn", "channels": 1, "clf_steps": 2, "updates_per_pass": 1, "clf_patience": 1,
+            "task": "binary-class",
             "LR_CLF": 1e-3, "clf_precision": "fp32", "disease": {"name": "malignancy", "label": "malignant"},
             "TEST": SimpleNamespace(times_opened=1)}
 

@@ -18,6 +18,8 @@ from .graders import ToyGANTrainer, grade_step, toy_gan_step
 from .plotting import (animation_html, image_grid, montage_by_class, plot_curves, plot_reliability, show_grid,
                        to_display)
 from .pretrained import NoPack, Pack, PackError, open_pack, save_run_networks
+from .real_or_synthetic import (feature_detector_accuracy, real_or_synthetic_quiz, real_or_synthetic_widget,
+                                score_guesses, scripted_guesses)
 from .results import mean_ci, record_results, results_path
 from .settings import Settings, is_fast, setup
 from .splits import SPLIT_MODES, CourseSplits, leak_free_splits, lookup_baseline
@@ -31,6 +33,8 @@ from .toy import (Mixture1D, gaussian_pdf, jsd_on_grid, kl_on_grid, make_discrim
 from .widgets import explore, frontend_available
 
 __all__ = [
+    "feature_detector_accuracy", "real_or_synthetic_quiz", "real_or_synthetic_widget", "score_guesses",
+    "scripted_guesses",
     "environment_report", "format_report", "student_exercise", "show_solution", "skip_exercise", "check_exercise",
     "grade_step", "toy_gan_step", "ToyGANTrainer",
     "animation_html", "image_grid", "montage_by_class", "plot_curves", "plot_reliability", "show_grid", "to_display",

@@ -7,7 +7,7 @@ from .masks import DEFORM_KINDS, deform_masks, deform_pairs, lesion_stats
 from .load import (BUSI_LABELS, PHANTOM_LABELS, PhantomFallbackWarning, dataset_info, datasets_used, load_dataset,
                    load_splits, reset_datasets_used)
 from .phantom import make_phantom
-from .sampling import (SealedSplit, SealedSplitReopened, classical_augment, count_matched_indices,
+from .sampling import (AUGMENT_STRENGTHS, SealedSplit, SealedSplitReopened, augment_at, classical_augment, count_matched_indices,
                        drop_leaked_duplicates, grouped_split, image_hashes, stratified_fraction,
                        synthetic_class_counts)
 from .registry import (COURSE_DATASETS, COURSE_FILES, PHANTOM, SPLITS, CorruptDataError, DataError,
@@ -28,7 +28,7 @@ __all__ = [
     "file_spec", "supported_sizes",
     "USER_SPLIT_FRACTIONS", "USER_SPLIT_SEED", "UserDataError", "check_user_size", "dataset_kind_or_user",
     "is_user_path", "read_user_dataset", "resolve_user_path", "user_dataset_info",
-    "SealedSplit", "SealedSplitReopened", "classical_augment", "count_matched_indices", "drop_leaked_duplicates",
+    "AUGMENT_STRENGTHS", "augment_at", "SealedSplit", "SealedSplitReopened", "classical_augment", "count_matched_indices", "drop_leaked_duplicates",
     "image_hashes", "stratified_fraction", "synthetic_class_counts", "grouped_split",
     "DEFORM_KINDS", "deform_masks", "deform_pairs", "lesion_stats",
     "SEG_FOLDER_LAYOUT", "SEG_NPZ_LAYOUT", "GreyMaskWarning", "binarise_mask", "is_segmentation_data",

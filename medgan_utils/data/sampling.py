@@ -13,7 +13,8 @@ import torch
 from ..core.errors import SettingError
 
 __all__ = ["stratified_fraction", "synthetic_class_counts", "count_matched_indices", "image_hashes",
-           "drop_leaked_duplicates", "classical_augment", "grouped_split", "SealedSplit", "SealedSplitReopened"]
+           "drop_leaked_duplicates", "classical_augment", "AUGMENT_STRENGTHS", "augment_at", "grouped_split",
+           "SealedSplit", "SealedSplitReopened"]
 
 
 def _counts(labels: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
@@ -116,11 +117,22 @@ def drop_leaked_duplicates(train, **others) -> tuple[object, list[dict]]:
     return train.select(keep), dropped
 
 
+#: Named strengths of :func:`classical_augment`, mildest first (the notebook picks one on validation).
+AUGMENT_STRENGTHS = {
+    "mild": {"max_degrees": 5.0, "max_shift": 0.04, "scale": (0.95, 1.05), "intensity": 0.05},
+    "medium": {"max_degrees": 10.0, "max_shift": 0.08, "scale": (0.9, 1.1), "intensity": 0.1},
+    "strong": {"max_degrees": 20.0, "max_shift": 0.12, "scale": (0.8, 1.2), "intensity": 0.2},
+}
+
+
 def classical_augment(x: torch.Tensor, generator: torch.Generator, max_degrees: float = 10.0,
                       max_shift: float = 0.08, scale: tuple = (0.9, 1.1), flip: bool = True,
-                      intensity: float = 0.1) -> torch.Tensor:
+                      intensity: float = 0.1, padding_mode: str = "reflection") -> torch.Tensor:
     """A new batch: per image a random horizontal flip, a small affine map (rotation ±``max_degrees``, shift
-    ±``max_shift`` of the width, zoom in ``scale``) and a contrast/brightness change of ±``intensity``."""
+    ±``max_shift`` of the width, zoom in ``scale``) and a contrast/brightness change of ±``intensity``.
+
+    Pixels the map pulls from outside the image are filled by mirroring it (``padding_mode="reflection"``), so
+    no black corner or border appears that real images never have (``"zeros"`` shows the artefact)."""
     n, dev = len(x), x.device
 
     def uniform(lo, hi):
@@ -133,10 +145,24 @@ def classical_augment(x: torch.Tensor, generator: torch.Generator, max_degrees: 
     theta = torch.stack([torch.stack([cos * sign, -sin, uniform(-2 * max_shift, 2 * max_shift)], 1),
                          torch.stack([sin * sign, cos, uniform(-2 * max_shift, 2 * max_shift)], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    out = torch.nn.functional.grid_sample(x + 1, grid, padding_mode="zeros", align_corners=False) - 1
+    out = torch.nn.functional.grid_sample(x + 1, grid, padding_mode=padding_mode, align_corners=False) - 1
     contrast = uniform(1 - intensity, 1 + intensity).view(n, 1, 1, 1)
     bright = uniform(-intensity, intensity).view(n, 1, 1, 1)
     return (out * contrast + bright).clamp(-1, 1)
+
+
+def augment_at(strength: str):
+    """:func:`classical_augment` at a named strength of :data:`AUGMENT_STRENGTHS`, as an ``augment(x, gen)``."""
+    if strength not in AUGMENT_STRENGTHS:
+        raise SettingError(f"Unknown augmentation strength {strength!r}. Fix: choose from "
+                           f"{', '.join(AUGMENT_STRENGTHS)}.")
+    settings = AUGMENT_STRENGTHS[strength]
+
+    def augment(x, generator):
+        return classical_augment(x, generator, **settings)
+
+    augment.__name__ = f"classical_augment_{strength}"
+    return augment
 
 
 def _split_targets(labels: torch.Tensor, sizes: dict) -> dict:

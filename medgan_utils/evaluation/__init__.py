@@ -15,6 +15,7 @@ from .image_quality import (PSNR_CAP_DB, hallucination_fraction, lesion_changes,
 from .inception import (INCEPTION_FID_CAVEAT, InceptionWeightsUnavailable, inception_features,
                         inception_features_available, inception_fid, inception_weights_path)
 from .memorisation import memorisation_audit, plot_memorisation_pairs
+from .gan_gate import gan_gate, gate_verdict, kid_interval, kid_unbiased
 from .neighbours import NEAR_DUPLICATE_MAX, NEAR_DUPLICATE_RELATIVE, near_duplicate_pairs, nearest_neighbours
 from .privacy import discriminator_gap, discriminator_scores, drop_near_copies, membership_auc, membership_inference, tpr_at_fpr
 from .robustness import CHECKLIST, attack_success_rate, format_checklist, pgd_restarts, robustness_checklist
@@ -29,6 +30,7 @@ from .neighbours import near_copy_clusters
 
 __all__ = [
     "frechet_distance", "frechet_distance_from_stats", "kid", "knn_radii", "precision_recall",
+    "gan_gate", "gate_verdict", "kid_interval", "kid_unbiased",
     "FIXED_RECIPE", "default_cache_dir", "extract_features", "fixed_feature_net", "train_feature_net", "evaluate_generator", "evaluation_table",
     "INCEPTION_FID_CAVEAT", "InceptionWeightsUnavailable", "inception_features", "inception_features_available",
     "inception_fid", "inception_weights_path", "memorisation_audit", "plot_memorisation_pairs",

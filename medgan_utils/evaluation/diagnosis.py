@@ -1,8 +1,9 @@
 """Diagnosis classifiers: the training recipe, and AUC / ACC the way MedMNIST scores them.
 
-* :func:`train_classifier`: Adam (lr 10⁻³), the learning rate cut ×0.1 at 50 % and 75 % of training (MedMNIST
-  v2's schedule), a fixed number of **updates** (so arms with more images do not also get more updates), the
-  weights of the update with the best **validation** AUC kept. An optional ``augment`` function transforms each
+* :func:`train_classifier`: Adam (lr 10⁻³), the learning rate cut ×0.1 at 50 % and 75 % of the maximum budget
+  (MedMNIST v2's schedule), the same maximum number of **updates** for every arm (so arms with more images do not
+  also get more updates), early stopping once the **validation** AUC has not improved for ``patience``
+  evaluations, and the weights of the update with the best validation AUC kept. An optional ``augment`` function transforms each
   batch (classical augmentation). The test split is never seen here.
 * :func:`diagnosis_metrics`: AUC and ACC with ``medmnist.evaluator.getAUC`` / ``getACC`` (the functions
   ``medmnist.Evaluator`` calls), and the disease-class sensitivity under ACC's own rule (p = 0.5 for a binary
@@ -93,11 +94,14 @@ def _batches(n: int, batch_size: int, gen: torch.Generator):
 
 def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor,
                      val_labels: torch.Tensor, *, steps: int, task: str, batch_size: int = 128, lr: float = 1e-3,
-                     seed: int = 0, augment=None, eval_every: int | None = None, precision: str = "auto",
-                     device=None) -> tuple[nn.Module, dict]:
-    """Train ``net`` for ``steps`` updates and return it with the weights of its best validation AUC.
+                     seed: int = 0, augment=None, eval_every: int | None = None, patience: int | None = None,
+                     precision: str = "auto", device=None) -> tuple[nn.Module, dict]:
+    """Train ``net`` for at most ``steps`` updates and return it with the weights of its best validation AUC.
 
-    Returns ``(net, info)`` with ``best_step``, ``val_auc`` (at that step), ``seconds``, ``n_train``, ``steps``.
+    The validation AUC is computed every ``eval_every`` updates; with ``patience`` the run stops once that many
+    evaluations in a row have not beaten the best one (early stopping), ``None`` runs the whole budget.
+    Returns ``(net, info)`` with ``best_step``, ``val_auc`` (at that step), ``stopped_step`` (the last update
+    run), ``stopped_early``, ``seconds``, ``n_train``, ``steps`` (the maximum budget).
     The run is a function of its arguments: dropout draws from the global RNG, which is seeded with ``seed``
     for the run and restored afterwards, so what ran before (a cached or a freshly trained GAN) changes nothing.
     """
@@ -106,12 +110,13 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         torch.manual_seed(int(seed))
         return _train_classifier(net, images, labels, val_images, val_labels, steps=steps, task=task,
                                  batch_size=batch_size, lr=lr, seed=seed, augment=augment, eval_every=eval_every,
-                                 precision=precision, device=device)
+                                 patience=patience, precision=precision, device=device)
 
 
 def _train_classifier(net, images, labels, val_images, val_labels, *, steps, task, batch_size, lr, seed, augment,
-                      eval_every, precision, device):
+                      eval_every, patience, precision, device):
     steps = positive_int(steps, "classifier steps")
+    patience = math.inf if patience is None else positive_int(patience, "classifier patience")
     precision = resolve_precision(precision, device)
     net.to(device)
     n = len(images)
@@ -124,7 +129,7 @@ def _train_classifier(net, images, labels, val_images, val_labels, *, steps, tas
     gen = torch.Generator().manual_seed(int(seed))
     minority = minority_class(y, int(max(y.max().item(), val_labels.max().item())) + 1)
     best = {"val_auc": -math.inf, "best_step": 0, "state": None}
-    t0 = time.perf_counter()
+    stale, t0 = 0, time.perf_counter()
     net.train()
     for step, idx in enumerate(_batches(n, batch_size, gen), start=1):
         xb = x[idx.to(device)]
@@ -137,10 +142,12 @@ def _train_classifier(net, images, labels, val_images, val_labels, *, steps, tas
             val_auc = diagnosis_metrics(val_labels, predict_proba(net, val_images, precision=precision), task,
                                         minority)["auc"]
             if val_auc > best["val_auc"]:
-                best = {"val_auc": val_auc, "best_step": step, "state": copy.deepcopy(net.state_dict())}
-        if step >= steps:
+                best, stale = {"val_auc": val_auc, "best_step": step, "state": copy.deepcopy(net.state_dict())}, 0
+            else:
+                stale += 1
+        if step >= steps or stale >= patience:
             break
     net.load_state_dict(best["state"])
-    info = {"best_step": best["best_step"], "val_auc": best["val_auc"], "steps": steps, "n_train": n,
-            "seconds": time.perf_counter() - t0, "precision": precision}
+    info = {"best_step": best["best_step"], "val_auc": best["val_auc"], "steps": steps, "stopped_step": step,
+            "stopped_early": step < steps, "n_train": n, "seconds": time.perf_counter() - t0, "precision": precision}
     return net, info
