@@ -56,7 +56,7 @@ from .course import (BLEND_MODES, dilate, inject_lesions, inpainting_input, inpa
                      paste, place_lesion, region_recall, remove_lesions, residual_features, TAMPER_KINDS)
 from .evaluation import (attack_images, attack_metrics, attack_success_rate, ATTACKS, check_attacks, check_epsilons,
                          discriminator_scores, drop_near_copies, fgsm, format_checklist, membership_auc,
-                         membership_inference, perturbation_stats, pgd, pgd_restarts, robustness_checklist,
+                         membership_evidence, dp_leak_verdict, membership_inference, perturbation_stats, pgd, pgd_restarts, robustness_checklist,
                          tpr_at_fpr, train_adversarial)
 from .gan import epsilon_spent, noise_for_epsilon, PrivateGANResult, train_private_gan
 # notebook 07: stability, data scarcity, cost, GANs against diffusion
@@ -137,7 +137,8 @@ __all__ = [
     # notebook 08: attacks, tampering, membership inference, differential privacy
     "BLEND_MODES", "TAMPER_KINDS", "dilate", "inject_lesions", "paste", "place_lesion", "region_recall",
     "remove_lesions", "residual_features", "ATTACKS", "attack_images", "attack_metrics", "check_attacks",
-    "check_epsilons", "discriminator_scores", "fgsm", "membership_auc", "membership_inference", "perturbation_stats",
+    "check_epsilons", "discriminator_scores", "fgsm", "membership_auc", "membership_evidence", "dp_leak_verdict",
+    "membership_inference", "perturbation_stats",
     "pgd", "train_adversarial", "PrivateGANResult", "epsilon_spent", "noise_for_epsilon", "train_private_gan",
     "inpainting_input", "inpainting_pairs", "paired_detector_auc", "attack_success_rate", "drop_near_copies",
     "format_checklist", "pgd_restarts", "robustness_checklist", "tpr_at_fpr",

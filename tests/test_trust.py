@@ -308,3 +308,59 @@ def test_paired_detector_auc_resamples_images_with_their_pairs():
     assert dup["ci"][1] - dup["ci"][0] == pytest.approx(res["ci"][1] - res["ci"][0], rel=0.15)
     with pytest.raises(SettingError, match="Fix"):
         paired_detector_auc(tampered, untouched[:5], ids)
+
+
+def test_membership_evidence_resamples_seeds_and_images_and_pairs_a_contrast():
+    from medgan_utils.evaluation import membership_evidence
+
+    rng = np.random.default_rng(3)
+    member = np.r_[np.ones(100), np.zeros(300)]
+    leaky = {s: np.r_[rng.normal(1.5, 1, 100), rng.normal(0, 1, 300)] for s in (0, 1)}
+    blind = {s: rng.normal(0, 1, 400) for s in (0, 1)}
+    ev = membership_evidence(leaky, member, n_boot=200)
+    assert ev["auc"]["ci"][0] > 0.75 and ev["auc"]["n_seeds"] == 2 and ev["fpr"] == 0.01
+    assert ev["tpr_at_fpr"]["ci"][0] > 0.01 and ev["score_gap"]["ci"][0] > 1.0
+    chance = membership_evidence(blind, member, n_boot=200)
+    assert chance["auc"]["ci"][0] < 0.5 < chance["auc"]["ci"][1] and 0 <= chance["tpr_at_fpr"]["ci"][0]
+    diff = membership_evidence(blind, member, leaky, n_boot=200)   # DP-like minus non-private, paired by seed
+    assert diff["auc"]["ci"][1] < 0 and diff["auc"]["estimate"] == pytest.approx(
+        chance["auc"]["estimate"] - ev["auc"]["estimate"])
+    same = membership_evidence(leaky, member, leaky, n_boot=50)
+    assert same["auc"]["estimate"] == 0 and same["auc"]["ci"] == [0, 0]
+    with pytest.raises(SettingError, match="one finite score per pooled image"):
+        membership_evidence({0: np.zeros(399)}, member)
+    with pytest.raises(SettingError, match="members and non-members"):
+        membership_evidence(np.zeros(400), np.ones(400))
+
+
+def test_dp_leak_verdict_claims_a_closed_leak_only_from_the_two_intervals():
+    from medgan_utils.evaluation import dp_leak_verdict
+
+    assert dp_leak_verdict([0.62, 0.75], [0.47, 0.61]) == "closes the leak"
+    assert dp_leak_verdict([0.62, 0.75], [0.52, 0.66]) == "leak persists"
+    assert dp_leak_verdict([0.45, 0.55], [0.40, 0.52]) == "no leak to close"  # nothing to close: no claim
+    assert dp_leak_verdict([0.50, 0.60], [0.40, 0.52]) == "no leak to close"  # touching 0.5 is not excluding it
+    with pytest.raises(SettingError, match="low <= high"):
+        dp_leak_verdict([0.7, 0.6], [0.4, 0.5])
+
+
+def test_notebook_08_dp_lab_records_the_accounting_and_attack_with_intervals_per_run():
+    cell = _nb08_cell("idx_dp = ")
+    for key in ('"epsilon"', '"delta"', '"sampling_rate"', '"accountant"', '"attack_auc"', '"tpr_at_1fpr"', '"d_gap"',
+                "dp_leak_verdict(", "membership_evidence("):
+        assert key in cell, key
+    record = _nb08_cell("record_results(")
+    assert '"privacy": {' in record and '"runs": dp_rows' in record
+
+
+def test_every_parameter_of_notebook_08_can_be_set_from_the_command_line():
+    """papermill reads a parameter only when its comment has no " = " (DP_EPSILONS was invisible to ``-p``)."""
+    import ast
+    from pathlib import Path
+
+    from medgan_utils.tools.runner import notebook_parameters
+
+    path = Path(__file__).parents[1] / "notebooks" / "08_trust.ipynb"
+    assigned = [t.id for node in ast.parse(_nb08_cell("FAST = ")).body if isinstance(node, ast.Assign)
+                for t in node.targets]
+    assert list(notebook_parameters(path)) == assigned

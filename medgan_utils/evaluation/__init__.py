@@ -17,7 +17,8 @@ from .inception import (INCEPTION_FID_CAVEAT, InceptionWeightsUnavailable, incep
 from .memorisation import memorisation_audit, plot_memorisation_pairs
 from .gan_gate import gan_gate, gate_verdict, kid_interval, kid_unbiased
 from .neighbours import NEAR_DUPLICATE_MAX, NEAR_DUPLICATE_RELATIVE, near_duplicate_pairs, nearest_neighbours
-from .privacy import discriminator_gap, discriminator_scores, drop_near_copies, membership_auc, membership_inference, tpr_at_fpr
+from .privacy import (discriminator_gap, discriminator_scores, drop_near_copies, dp_leak_verdict, membership_auc,
+                      membership_evidence, membership_inference, tpr_at_fpr)
 from .robustness import CHECKLIST, attack_success_rate, format_checklist, pgd_restarts, robustness_checklist
 from .segmentation import binarise, dice, dice_scores, hd95, iou, segmentation_metrics
 from .cost import conv2d_flops, count_flops, format_cost_table, training_cost
@@ -40,7 +41,8 @@ __all__ = [
     "NEAR_DUPLICATE_MAX", "NEAR_DUPLICATE_RELATIVE", "near_duplicate_pairs",
     "binarise", "dice", "dice_scores", "hd95", "iou", "segmentation_metrics",
     "ATTACKS", "attack_images", "attack_metrics", "check_attacks", "check_epsilons", "fgsm", "perturbation_stats",
-    "pgd", "train_adversarial", "discriminator_gap", "discriminator_scores", "membership_auc", "membership_inference",
+    "pgd", "train_adversarial", "discriminator_gap", "discriminator_scores", "membership_auc", "membership_evidence",
+    "dp_leak_verdict", "membership_inference",
     "drop_near_copies", "tpr_at_fpr", "CHECKLIST", "attack_success_rate", "format_checklist", "pgd_restarts",
     "robustness_checklist",
     "paired_bootstrap", "PSNR_CAP_DB", "hallucination_fraction", "lesion_changes", "noise_level", "psnr", "ssim",

@@ -25,7 +25,7 @@ from torch import nn
 from ..core.errors import SettingError
 
 __all__ = ["discriminator_scores", "discriminator_gap", "membership_auc", "membership_inference", "tpr_at_fpr",
-           "drop_near_copies"]
+           "drop_near_copies", "membership_evidence", "dp_leak_verdict"]
 
 
 @torch.no_grad()
@@ -123,3 +123,52 @@ def membership_inference(D: nn.Module, members: torch.Tensor, nonmembers: torch.
     out = membership_auc(discriminator_scores(D, members[im]), discriminator_scores(D, nonmembers[inn]),
                          n_boot=n_boot, seed=seed, fpr=fpr)
     return out
+
+
+def membership_evidence(scores, is_member, base=None, *, n_boot: int = 1000, seed: int = 0, fpr: float = 0.01) -> dict:
+    """The attack's AUC, its TPR at ``fpr`` and D's score gap (members − non-members) over one or more trained
+    models, each with :func:`~medgan_utils.evaluation.evidence.bootstrap_contrast`'s interval: it resamples the
+    seeds and, within each, the members and the non-members (their counts kept).
+
+    ``scores``: ``{seed: D's scores on the pooled images}`` (a single array is one seed); ``is_member``: 1 for a
+    member, 0 for a non-member, one per pooled image. With ``base`` (another model's scores on the same images,
+    paired by seed), each number is the difference ``scores − base``. Returns ``{"auc", "tpr_at_fpr",
+    "score_gap"}``, each ``{"estimate", "ci", "p_value", ...}``, and ``"fpr"``.
+    """
+    from .evidence import bootstrap_contrast, fast_auc
+
+    member = np.asarray(is_member).astype(bool).ravel()
+    if member.all() or not member.any():
+        raise SettingError("membership_evidence needs members and non-members. Fix: is_member holds 1s and 0s.")
+    if not 0 <= fpr < 1:
+        raise SettingError(f"fpr must lie in [0, 1), got {fpr}. Fix: e.g. fpr=0.01.")
+
+    def check(arm):
+        arm = arm if isinstance(arm, dict) else {0: arm}
+        arm = {s: np.asarray(v, float).ravel() for s, v in arm.items()}
+        if any(len(v) != len(member) or not np.isfinite(v).all() for v in arm.values()):
+            raise SettingError(f"Each seed needs one finite score per pooled image ({len(member)}). Fix: score "
+                               "members and non-members with the same model, in the order of is_member.")
+        return arm
+
+    metrics = {"auc": (lambda s, i: fast_auc(member[i].astype(float), s[i]), (0.0, 1.0)),
+               "tpr_at_fpr": (lambda s, i: tpr_at_fpr(s[i][member[i]], s[i][~member[i]], fpr), (0.0, 1.0)),
+               "score_gap": (lambda s, i: float(s[i][member[i]].mean() - s[i][~member[i]].mean()),
+                             (-np.inf, np.inf))}
+    arm, base = check(scores), None if base is None else check(base)
+    out = {name: bootstrap_contrast(metric, arm, base, n_items=len(member), strata=member.astype(int),
+                                    bounds=bounds, n_boot=n_boot, seed=seed)
+           for name, (metric, bounds) in metrics.items()}
+    return {**out, "fpr": float(fpr)}
+
+
+def dp_leak_verdict(non_private_ci, private_ci, chance: float = 0.5) -> str:
+    """What one DP run shows about the attack, from the two AUC intervals only: ``"no leak to close"`` when the
+    non-private interval includes ``chance``; else ``"closes the leak"`` when the private interval includes it, and
+    ``"leak persists"`` when it excludes it (lies above it)."""
+    (lo0, hi0), (lo, hi) = non_private_ci, private_ci
+    if not (lo0 <= hi0 and lo <= hi):
+        raise SettingError(f"An interval needs low <= high, got {non_private_ci} and {private_ci}. Fix: pass [low, high].")
+    if lo0 <= chance:
+        return "no leak to close"
+    return "closes the leak" if lo <= chance else "leak persists"

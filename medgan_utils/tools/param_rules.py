@@ -6,7 +6,7 @@ name for one meaning in every notebook) and, for image sizes, by the networks of
 
 * counts (``EPOCHS``, ``BATCH_SIZE``, ``N_SEEDS``, ``*_EPOCHS``, ``*_STEPS``, widths ...): whole numbers >= 1;
   ``N_EVAL`` >= 10 (k-NN precision/recall and KID need a few images); ``SEED`` in 0..2**31-1;
-* fractions (``FRACTIONS``, ``REAL_FRACTIONS``: a non-empty list; ``DP_FRACTION``) in (0, 1];
+* fractions (``FRACTIONS``, ``REAL_FRACTIONS``: a non-empty list) in (0, 1];
 * rates and budgets (``LR*``, ``*_MIN``) > 0; lists of weights and ratios >= 0 and not empty;
 * ``IMAGE_SIZE``/``SEG_SIZE``: 8..1024 px, and what the notebook's networks take (03: 4·2^k or 7·2^k;
   04: a multiple of 4; 05 and 06's ``SEG_SIZE``: a multiple of 8);
@@ -21,7 +21,7 @@ import numbers
 from ..core.env import _DEVICE_RE
 
 COUNTS = {"EPOCHS", "BATCH_SIZE", "N_SEEDS", "RING_SEEDS", "PER_CLASS", "MATMUL_N", "CHECKPOINT_EVERY", "LATENT_DIM",
-          "TAMPER_N", "BASE", "DIFFUSION_SEEDS"}
+          "TAMPER_N", "BASE", "DIFFUSION_SEEDS", "DP_TRAIN_N", "DP_BATCH", "DP_SEEDS"}
 COUNT_SUFFIXES = ("_EPOCHS", "_STEPS", "_BASE")
 FRACTIONS = {"FRACTIONS", "REAL_FRACTIONS"}
 NON_NEGATIVE_LISTS = {"LAMBDA_ADV", "SYNTH_RATIOS", "EPSILONS"}
@@ -100,8 +100,6 @@ def value_problem(notebook: str, key: str, value, *, devices: bool = True) -> st
     if key in FRACTIONS:
         ok = _list_of(value, lambda f: _number(f) and 0 < f <= 1)
         return None if ok else "must be a non-empty list of fractions in (0, 1], e.g. [0.25, 1.0]"
-    if key == "DP_FRACTION":
-        return None if _number(value) and 0 < value <= 1 else "must be a fraction in (0, 1]"
     if key.startswith("LR") or key.endswith("_MIN"):
         return None if _number(value) and value > 0 else "must be a number > 0"
     if key in NON_NEGATIVE_LISTS:
