@@ -131,3 +131,19 @@ def test_a_dead_kernel_fails_the_run_promptly_and_points_to_its_log(tmp_path):
     row = json.loads(proc.stdout.strip().splitlines()[-1])
     assert row["status"] == "FAILED" and row["error"].startswith("DeadKernelError"), row
     assert "kernel.log" in row["error"] and "last words 4321" in (tmp_path / "out" / "die" / "kernel.log").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")),
+                         ids=lambda p: p.stem[:2])
+def test_every_parameter_of_every_notebook_can_be_set_from_the_command_line(path):
+    """papermill skips a parameter whose comment holds an "=" (08's DP_EPSILONS, 04's THRESHOLD_RULE and 06's
+    DOSE_LEVELS were invisible to ``-p``): every assignment of the parameters cell must be a parameter."""
+    import ast
+    import json
+
+    from medgan_utils.tools.runner import notebook_parameters
+
+    cells = json.loads(path.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets]
+    assert list(notebook_parameters(path)) == assigned

@@ -352,15 +352,3 @@ def test_notebook_08_dp_lab_records_the_accounting_and_attack_with_intervals_per
     record = _nb08_cell("record_results(")
     assert '"privacy": {' in record and '"runs": dp_rows' in record
 
-
-def test_every_parameter_of_notebook_08_can_be_set_from_the_command_line():
-    """papermill reads a parameter only when its comment has no " = " (DP_EPSILONS was invisible to ``-p``)."""
-    import ast
-    from pathlib import Path
-
-    from medgan_utils.tools.runner import notebook_parameters
-
-    path = Path(__file__).parents[1] / "notebooks" / "08_trust.ipynb"
-    assigned = [t.id for node in ast.parse(_nb08_cell("FAST = ")).body if isinstance(node, ast.Assign)
-                for t in node.targets]
-    assert list(notebook_parameters(path)) == assigned
