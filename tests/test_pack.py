@@ -271,3 +271,106 @@ def test_notebook_03_falls_back_to_training_on_a_tampered_pack(trained_03):
     lines = [line for line in out["text"].splitlines() if "Workshop pack not used" in line]
     assert len(lines) == 1 and "SHA-256" in lines[0] and "Fix:" in lines[0]
     assert "[from workshop pack" not in out["text"]
+
+
+# --- notebook 05: families of networks (one segmenter per arm and seed) -------------------------------------------
+
+PARAMS_05 = {"DATASET": "busi", "SPLIT": "grouped", "SEED": 0, "IMAGE_SIZE": 64, "UNET_BASE": 16,
+             "CRITIC_INPUT": "masked", "PATCH_LAYERS": 2}
+
+
+@pytest.fixture
+def pack_05(tmp_path, monkeypatch):
+    """A pack of a fake finished run of '05': two segmenters, one generator, two critics, a feature-net file."""
+    folder = tmp_path / "run" / "05_segmentation"
+    monkeypatch.setenv("MEDGAN_RESULTS_DIR", str(folder))
+    monkeypatch.delenv("MEDGAN_PRETRAINED", raising=False)
+    feature_file = tmp_path / "busi_64px_abc.pt"
+    torch.save({"state_dict": tiny(9).state_dict()}, feature_file)
+    runs = [{"arm": "unet", "ratio": 0.0, "fraction": 1.0, "seed": 0, "val_dice": 0.5, "network": "segmenter_0"},
+            {"arm": "unet+adv", "ratio": 0.1, "fraction": 1.0, "seed": 0, "val_dice": 0.6, "network": "segmenter_1"}]
+    metrics = {"runs": runs, "synthetic_fd": [{"fraction": 1.0, "seed": 0, "fd": 3.0, "network": "mask_to_image_0_0"}],
+               "updates": 500}
+    nets = {"segmenter_0": tiny(0), "segmenter_1": tiny(1), "mask_to_image_0_0": tiny(2), "critic": tiny(3),
+            "pix2pix_critic": tiny(4)}
+    save_run_networks("05_segmentation", nets, metrics=metrics, params=PARAMS_05, files={"feature_net": feature_file})
+    record_results("05_segmentation", metrics, params=PARAMS_05, show=False)
+    build_pack(tmp_path / "run", tmp_path / "pack", echo=lambda *a, **k: None)
+    return tmp_path / "pack"
+
+
+def test_05_families_are_checked_listed_and_required(pack_05):
+    lines = []
+    p = open_pack(pack_05, "05_segmentation", params=PARAMS_05, echo=lines.append)
+    assert p and "segmenter_*" in lines[0]
+    names = [r["network"] for r in p.metrics["runs"]] + [r["network"] for r in p.metrics["synthetic_fd"]]
+    assert p.require(names) is p
+    shown = []
+    verify_pack(pack_05, echo=shown.append)
+    assert any(line.startswith("05 05_segmentation: will reuse segmenter_0, segmenter_1, mask_to_image_0_0, critic, "
+                               "pix2pix_critic, feature_net") for line in shown)
+    # a network the run's records name but the pack lacks: one line, and the notebook trains
+    lines.clear()
+    q = p.require(names + ["segmenter_7"], echo=lines.append)
+    assert not q and isinstance(q, NoPack) and q.require(["x"]) is q
+    assert len(lines) == 1 and "lacks segmenter_7" in lines[0] and "Training as usual" in lines[0]
+
+
+def test_05_a_mismatching_parameter_or_a_missing_family_falls_back(pack_05):
+    for name, other in (("SPLIT", "published"), ("SEED", 1), ("CRITIC_INPUT", "pair"), ("PATCH_LAYERS", 3),
+                        ("IMAGE_SIZE", 128)):
+        lines = []
+        assert not open_pack(pack_05, "05", params={**PARAMS_05, name: other}, echo=lines.append)
+        assert len(lines) == 1 and f"{name}={PARAMS_05[name]!r}" in lines[0] and f"{name}={other!r}" in lines[0]
+    m = _manifest(pack_05)
+    files = m["notebooks"]["05"]["files"]
+    for k in [k for k in files if k.startswith("segmenter_")]:
+        del files[k]
+    (pack_05 / MANIFEST).write_text(json.dumps(m))
+    lines = []
+    assert not open_pack(pack_05, "05", params=PARAMS_05, echo=lines.append)
+    assert "lacks segmenter_*" in lines[0]
+
+
+def test_05_a_tampered_member_of_a_family_falls_back(pack_05):
+    path = pack_05 / "05" / "segmenter_1.pt"
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    lines = []
+    assert not open_pack(pack_05, "05", params=PARAMS_05, echo=lines.append)
+    assert "segmenter_1" in lines[0] and "SHA-256" in lines[0]
+
+
+# --- notebook 05 with a pack: one trained fast run, one run with its pack (about 3 minutes in all) ---------------
+
+NB05 = ROOT / "notebooks" / "05_segmentation.ipynb"
+
+
+@pytest.mark.slow
+def test_notebook_05_reuses_every_segmenter_and_rescores_them(tmp_path):
+    from medgan_utils.tools.runner import run_notebook, temporary_environ
+
+    def run(folder, params):
+        with temporary_environ(unset=["MEDGAN_PRETRAINED"]):
+            row = run_notebook(NB05, folder, params, fast=True)
+        assert row["status"] == "ok", row["error"]
+        return json.loads(Path(row["results"]).read_text()), _outputs(Path(row["output"])), Path(row["results"]).parent
+
+    trained, _, _ = run(tmp_path / "run", {})
+    build_pack(tmp_path / "run", tmp_path / "pack", echo=lambda *a, **k: None)
+    rec, text, folder = run(tmp_path / "with_pack", {"PRETRAINED": str(tmp_path / "pack")})
+    assert trained["pretrained"] is None and trained["metrics"]["updates"] > 100
+    runs = trained["metrics"]["runs"]
+    assert rec["pretrained"]["pack"] == sha256_file(tmp_path / "pack" / MANIFEST)
+    assert set(rec["pretrained"]["networks"]) == {r["network"] for r in runs} | {
+        "critic", "pix2pix_critic", "feature_net", *(r["network"] for r in trained["metrics"]["synthetic_fd"])}
+    assert rec["metrics"]["updates"] == 8  # the two demonstrations, 4 updates each
+    assert "[from workshop pack, trained" in text and "demonstration on copies" in text
+    assert not (folder / "networks.json").exists()
+    # every segmenter re-scored on the test split gives the trained run's numbers: the table is the pack run's
+    for mine, theirs in zip(rec["metrics"]["runs"], runs):
+        assert (mine["arm"], mine["seed"], mine["val_dice"]) == (theirs["arm"], theirs["seed"], theirs["val_dice"])
+        assert mine["dice"] == pytest.approx(theirs["dice"], abs=1e-6)
+    assert rec["metrics"]["chosen_lambda"] == trained["metrics"]["chosen_lambda"]
+    assert rec["metrics"]["synthetic_fd"][0]["fd"] == pytest.approx(trained["metrics"]["synthetic_fd"][0]["fd"], rel=1e-4)

@@ -11,6 +11,7 @@ notebook trains as usual: it never mixes the pack's networks with its own.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import hashlib
 import json
 import shutil
@@ -28,11 +29,14 @@ PACK_FORMAT = 1
 
 #: Per notebook: the parameters a pack's run must share with this run (they fix the networks' shapes and
 #: their training data), and the networks the notebook reuses. Hooking a notebook adds one line to each.
+#: A name with ``*`` is a family (05's ``segmenter_*``: one per arm and seed): at least one, and every one checked.
 PACK_MATCH: dict[str, tuple[str, ...]] = {
     "03": ("DATASET", "IMAGE_SIZE", "CHANNELS", "LATENT_DIM"),
+    "05": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "UNET_BASE", "CRITIC_INPUT", "PATCH_LAYERS"),
 }
 PACK_NETWORKS: dict[str, tuple[str, ...]] = {
     "03": ("generator", "discriminator", "feature_net"),
+    "05": ("segmenter_*", "mask_to_image_*", "critic", "pix2pix_critic", "feature_net"),
 }
 
 
@@ -167,11 +171,11 @@ def check_notebook(manifest: dict, pack_dir, key: str, params: dict | None = Non
                         f"with {key} (medgan pack build --only {key}), or unset PRETRAINED to train.")
     files = entry.get("files") or {}
     needs = PACK_NETWORKS.get(key, ()) if needs is None else needs
-    missing = [n for n in needs if n not in files]
+    missing = [n for n in needs if not expand_names([n], files)]
     if missing:
         raise PackError(f"pack {pack_dir} lacks {', '.join(missing)} of notebook {key}. Fix: rebuild it from a run "
                         f"that saved them (medgan pack build --only {key}).")
-    for name in needs:
+    for name in expand_names(needs, files):
         check_file(pack_dir, files[name], f"{key} {name}")
     for name, want in (params or {}).items():
         have = (entry.get("match") or {}).get(name, "<not recorded>")
@@ -179,6 +183,15 @@ def check_notebook(manifest: dict, pack_dir, key: str, params: dict | None = Non
             raise PackError(f"pack {pack_dir} was trained with {name}={have!r}, this run has {name}={want!r}. Fix: "
                             f"set {name}={have!r}, or rebuild the pack with -p {name} {want!r}, or unset PRETRAINED.")
     return entry
+
+
+def expand_names(names, files) -> list[str]:
+    """The names of ``files`` that ``names`` ask for: a plain name if present, a ``*`` family's members (sorted)."""
+    out = []
+    for name in names:
+        found = sorted(fnmatch.filter(files, name)) if "*" in name else [name] if name in files else []
+        out += [n for n in found if n not in out]
+    return out
 
 
 def _norm(value):
@@ -200,6 +213,9 @@ class NoPack:
 
     def install_cached(self, name: str, folder=None) -> bool:
         return False
+
+    def require(self, names, echo=print) -> "NoPack":
+        return self
 
     def install_all_cached(self, folder=None) -> list[str]:
         return []
@@ -234,6 +250,22 @@ class Pack(NoPack):
                             f"PACK_MATCH['{self.key}'], and rebuild the pack.") from None
         self.loaded += [name] if name not in self.loaded else []
         return True
+
+    def require(self, names, echo=print) -> "Pack | NoPack":
+        """This pack if it holds every network in ``names`` (the ones its run's own records name, e.g. one
+        segmenter per arm and seed); else one line naming the first missing one, and :class:`NoPack`."""
+        try:
+            missing = [n for n in names if n not in self.files]
+            if missing:
+                raise PackError(f"pack {self.dir} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
+                                f"of notebook {self.key}, which its run recorded. Fix: rebuild it (medgan pack build "
+                                f"--only {self.key}).")
+            for name in names:
+                check_file(self.dir, self.files[name], f"{self.key} {name}")
+        except PackError as err:
+            echo(f"Workshop pack not used: {err} Training as usual.")
+            return NoPack()
+        return self
 
     def install_cached(self, name: str, folder=None) -> bool:
         """Copy a cached-network file (the fixed feature net) into the cache, where the package looks for it."""
@@ -290,5 +322,5 @@ def open_pack(pack_dir, notebook: str, params: dict | None = None, needs=None, e
 
 
 __all__ = ["save_run_networks", "open_pack", "Pack", "NoPack", "PackError", "PACK_MATCH", "PACK_NETWORKS",
-           "read_manifest", "check_notebook", "check_file", "check_version", "sha256_file", "course_version",
+           "read_manifest", "check_notebook", "check_file", "expand_names", "check_version", "sha256_file", "course_version",
            "torch_minor", "notebook_key", "MANIFEST", "INDEX", "PACK_FORMAT"]

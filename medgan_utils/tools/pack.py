@@ -22,8 +22,8 @@ from ..core.env import data_dir
 from ..core.errors import CourseError
 from ..core.io import atomic_write_json, umask_mode
 from ..course.pretrained import (MANIFEST, INDEX, PACK_FORMAT, PACK_NETWORKS, PackError, check_file,
-                                 check_notebook, check_version, course_version, read_manifest, sha256_file,
-                                 torch_minor)
+                                 check_notebook, check_version, course_version, expand_names, read_manifest,
+                                 sha256_file, torch_minor)
 from .untrusted import UnreadableRecord, read_record
 
 
@@ -185,7 +185,7 @@ def verify_pack(pack_dir, echo=print) -> dict:
         for name, f in entry["files"].items():
             check_file(pack_dir, f, f"{key} {name}")
         known = PACK_NETWORKS.get(key)
-        reuse = [n for n in entry["files"] if known is None or n in known]
+        reuse = list(entry["files"]) if known is None else expand_names(known, entry["files"])
         shown = {k: entry["metrics"][k] for k in ("fd", "fd_ratio_val", "auc", "dice") if k in entry["metrics"]}
         numbers = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
         echo(f"{key} {entry.get('notebook')}: will reuse {', '.join(reuse)} (trained {str(entry.get('trained_at'))[:10]} "
