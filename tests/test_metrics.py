@@ -391,3 +391,27 @@ def test_memorisation_audit_catches_shifted_and_mirrored_copies(pneumonia):
         assert searched["gen_nn_median"] < 0.5 * plain["gen_nn_median"]
         assert searched["copy_fraction"] > 0.9 and searched["ratio"] < 0.5
         assert "shifts" in searched["space"] and "[0, 1]" in searched["space"]
+
+
+def test_kid_and_the_gan_gate_share_one_unbiased_mmd2():
+    """One kernel and one unbiased MMD² serve `kid` (random subsets) and the gate's bootstrap (repeated rows)."""
+    from medgan_utils.evaluation.distances import kid, polynomial_kernel, unbiased_mmd2
+    from medgan_utils.evaluation.gan_gate import kid_unbiased
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 8, generator=g).double(), (torch.randn(40, 8, generator=g) + 0.5).double()
+    # brute force with explicit loops over i != j
+    k = lambda x, y: (float(x @ y) / 8 + 1.0) ** 3
+    within = lambda s: sum(k(s[i], s[j]) for i in range(len(s)) for j in range(len(s)) if i != j) / (len(s) * (len(s) - 1))
+    cross = sum(k(x, y) for x in a for y in b) / (len(a) * len(b))
+    brute = within(a) + within(b) - 2 * cross
+    assert kid_unbiased(a, b) == pytest.approx(brute, rel=1e-10)
+    assert kid(a, b, num_subsets=3, subset_size=40)[0] == pytest.approx(brute, rel=1e-10)  # every subset is the whole set
+    # a bootstrap draw repeating row 0: the copies' pairs are left out, as if the rows were distinct samples
+    ia = torch.tensor([0, 0, 1, 2])
+    ka = polynomial_kernel(a, a)
+    drawn = a[ia]
+    pairs = [k(drawn[i], drawn[j]) for i in range(4) for j in range(4) if ia[i] != ia[j]]
+    got = unbiased_mmd2(ka, polynomial_kernel(b, b), polynomial_kernel(a, b), ia, torch.arange(40))
+    assert float(got) == pytest.approx(sum(pairs) / len(pairs) + within(b) - 2 * float(polynomial_kernel(a, b)[ia].mean()),
+                                       rel=1e-10)

@@ -19,7 +19,7 @@ import torch
 
 from .neighbours import inside_any_ball, kth_neighbour_distance
 
-__all__ = ["frechet_distance", "frechet_distance_from_stats", "trace_sqrt_product", "kid", "knn_radii",
+__all__ = ["frechet_distance", "frechet_distance_from_stats", "trace_sqrt_product", "kid", "polynomial_kernel", "unbiased_mmd2", "knn_radii",
            "precision_recall", "as_features"]
 
 
@@ -105,6 +105,30 @@ def frechet_distance(feats_a, feats_b, *, method: str = "eigh") -> float:
                                        method=method)
 
 
+def polynomial_kernel(a: torch.Tensor, b: torch.Tensor, degree: int = 3, coef0: float = 1.0) -> torch.Tensor:
+    """KID's kernel ``k(x, y) = (x·y / D + coef0)^degree`` for every pair of rows (batched over leading dims)."""
+    return (a @ b.transpose(-1, -2)).div_(a.shape[-1]).add_(coef0).pow_(degree)
+
+
+def _mean_without_self_pairs(k: torch.Tensor, idx=None) -> torch.Tensor:
+    if idx is None:  # the diagonal: each sample with itself
+        m = k.shape[-1]
+        return (k.sum((-2, -1)) - k.diagonal(dim1=-2, dim2=-1).sum(-1)) / (m * (m - 1))
+    same = idx[:, None] == idx[None, :]  # a bootstrap draw may repeat a sample: every copy's pair is left out
+    return k[idx][:, idx][~same].mean()
+
+
+def unbiased_mmd2(kaa: torch.Tensor, kbb: torch.Tensor, kab: torch.Tensor, ia=None, ib=None) -> torch.Tensor:
+    """The unbiased MMD² of two samples from their kernel matrices (batched over leading dims):
+    ``mean_{i≠j} k(a_i, a_j) + mean_{i≠j} k(b_i, b_j) − 2 mean_{i,j} k(a_i, b_j)``.
+
+    With row indices ``ia``, ``ib`` (a bootstrap draw of 2-D kernels, rows possibly repeated) the kernels are read
+    at those rows, and pairs of one sample with itself are left out, so a repeated row never counts ``k(x, x)``.
+    """
+    cross = kab.mean((-2, -1)) if ia is None else kab[ia][:, ib].mean()
+    return _mean_without_self_pairs(kaa, ia) + _mean_without_self_pairs(kbb, ib) - 2 * cross
+
+
 def kid(feats_a, feats_b, num_subsets: int = 50, subset_size: int = 500, seed: int = 0, *,
         degree: int = 3, coef0: float = 1.0) -> tuple[float, float]:
     """Kernel Inception Distance (Bińkowski et al. 2018) on any features: ``(mean, std)``.
@@ -126,23 +150,15 @@ def kid(feats_a, feats_b, num_subsets: int = 50, subset_size: int = 500, seed: i
     m = min(int(subset_size), len(a), len(b))
     if m < 2:
         raise ValueError("KID needs at least 2 samples per set.")
-    d = a.shape[1]
     g = torch.Generator().manual_seed(int(seed))
-
-    def kernel(u, v):  # batched over subsets: (S, m, D) × (S, m, D) → (S, m, m)
-        return torch.bmm(u, v.transpose(1, 2)).div_(d).add_(coef0).pow_(degree)
-
-    def mean_off_diagonal(k):
-        return (k.sum((1, 2)) - k.diagonal(dim1=1, dim2=2).sum(1)) / (m * (m - 1))
-
     idx_a = torch.stack([torch.randperm(len(a), generator=g)[:m] for _ in range(int(num_subsets))])
     idx_b = torch.stack([torch.randperm(len(b), generator=g)[:m] for _ in range(int(num_subsets))])
     vals = torch.empty(int(num_subsets), dtype=torch.float64)
     step = max(1, (1 << 22) // (m * m))  # subsets per batch: kernel blocks of at most 32 MB
     for s in range(0, int(num_subsets), step):
         x, y = a[idx_a[s:s + step]], b[idx_b[s:s + step]]
-        vals[s:s + step] = (mean_off_diagonal(kernel(x, x)) + mean_off_diagonal(kernel(y, y))
-                            - 2 * kernel(x, y).mean((1, 2)))
+        vals[s:s + step] = unbiased_mmd2(polynomial_kernel(x, x, degree, coef0), polynomial_kernel(y, y, degree, coef0),
+                                         polynomial_kernel(x, y, degree, coef0))
     std = float(vals.std()) if len(vals) > 1 else 0.0
     return float(vals.mean()), std
 

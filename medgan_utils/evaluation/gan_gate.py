@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .diagnosis import predict_proba
-from .distances import as_features
+from .distances import as_features, polynomial_kernel, unbiased_mmd2
 from .features import extract_features
 from .memorisation import memorisation_audit
 
@@ -29,41 +29,28 @@ def _f64(x) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64) if isinstance(x, np.ndarray) else as_features(x).double()
 
 
-def _poly_kernel(a: torch.Tensor, b: torch.Tensor, degree: int, coef0: float) -> torch.Tensor:
-    return (a @ b.T / a.shape[1] + coef0) ** degree
-
-
-def _mmd2(kaa, kbb, kab, ia, ib) -> float:
-    """Unbiased MMD² from full kernel matrices and (possibly repeated) row indices: pairs of one image with
-    itself are left out, so a bootstrap draw that repeats an image does not count k(x, x)."""
-    def within(k, idx):
-        same = idx[:, None] == idx[None, :]
-        return float(k[idx][:, idx][~same].mean())
-    return within(kaa, ia) + within(kbb, ib) - 2 * float(kab[ia][:, ib].mean())
-
-
 def kid_unbiased(feats_a, feats_b, *, degree: int = 3, coef0: float = 1.0) -> float:
     """KID on all samples: ``mean_{i≠j} k(a_i, a_j) + mean_{i≠j} k(b_i, b_j) − 2 mean_{i,j} k(a_i, b_j)`` with
     ``k(x, y) = (x·y / D + coef0)^degree``, in float64 (about 0 for two samples of one distribution)."""
     a, b = _f64(feats_a), _f64(feats_b)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("KID needs at least 2 samples per set.")
-    return _mmd2(_poly_kernel(a, a, degree, coef0), _poly_kernel(b, b, degree, coef0),
-                 _poly_kernel(a, b, degree, coef0), torch.arange(len(a)), torch.arange(len(b)))
+    return float(unbiased_mmd2(polynomial_kernel(a, a, degree, coef0), polynomial_kernel(b, b, degree, coef0),
+                               polynomial_kernel(a, b, degree, coef0)))
 
 
 def kid_interval(feats_a, feats_b, *, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict:
     """:func:`kid_unbiased` with a percentile bootstrap interval: each replicate resamples both sets with
     replacement (self-pairs left out). Returns ``{"estimate", "ci", "n_a", "n_b"}``."""
     a, b = _f64(feats_a), _f64(feats_b)
-    kaa, kbb, kab = _poly_kernel(a, a, 3, 1.0), _poly_kernel(b, b, 3, 1.0), _poly_kernel(a, b, 3, 1.0)
-    est = _mmd2(kaa, kbb, kab, torch.arange(len(a)), torch.arange(len(b)))
+    kaa, kbb, kab = polynomial_kernel(a, a), polynomial_kernel(b, b), polynomial_kernel(a, b)
+    est = float(unbiased_mmd2(kaa, kbb, kab))
     g = torch.Generator().manual_seed(int(seed))
     reps = []
     for _ in range(int(n_boot)):
         ia, ib = torch.randint(len(a), (len(a),), generator=g), torch.randint(len(b), (len(b),), generator=g)
         if len(ia.unique()) > 1 and len(ib.unique()) > 1:
-            reps.append(_mmd2(kaa, kbb, kab, ia, ib))
+            reps.append(float(unbiased_mmd2(kaa, kbb, kab, ia, ib)))
     tail = (1 - level) / 2
     ci = [float(np.quantile(reps, tail)), float(np.quantile(reps, 1 - tail))] if reps else [est, est]
     return {"estimate": est, "ci": ci, "n_a": len(a), "n_b": len(b)}
