@@ -112,3 +112,27 @@ def test_clear_errors_outside_torchrun(monkeypatch, tiny_npz):
         init_distributed("cpu")
     with pytest.raises(SettingError, match="not initialised"):
         DistributedDCGANTrainer(*make_dcgan(28, seed=0), load_dataset(tiny_npz, "train", size=28), batch_size=15)
+
+
+def test_extra_critic_batches_are_this_ranks_rows_of_one_global_draw(monkeypatch, tiny_npz):
+    """next_real (the extra D updates of d_steps > 1) gives each rank its slice of the global batch one process
+    would draw, not a whole global batch per rank."""
+    import medgan_utils.gan.distributed as DD
+
+    data = load_dataset(tiny_npz, "train", size=28)
+    rows = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(DD.dist, "is_initialized", lambda: True)
+        monkeypatch.setattr(DD.dist, "get_rank", lambda r=rank: r)
+        monkeypatch.setattr(DD.dist, "get_world_size", lambda: 2)
+        monkeypatch.setattr(DD.dist, "barrier", lambda: None)
+        monkeypatch.setattr(DD, "ddp_without_forward_buffer_sync", lambda m, ids=None: m)
+        G, D = make_dcgan(28, channels=1, seed=SEED)
+        tr = DistributedDCGANTrainer(G, D, data, batch_size=BATCH, lr=LR, seed=SEED, precision="fp32", progress=False,
+                                     device="cpu")
+        rows[rank] = tr.next_real()
+    G, D = make_dcgan(28, channels=1, seed=SEED)
+    whole = DCGANTrainer(G, D, data, batch_size=BATCH, lr=LR, seed=SEED, precision="fp32", progress=False,
+                         device="cpu").next_real()
+    assert rows[0].shape[0] == rows[1].shape[0] == BATCH // 2
+    assert torch.equal(torch.cat([rows[0], rows[1]]), whole)

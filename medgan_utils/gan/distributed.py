@@ -184,6 +184,15 @@ class DistributedDCGANTrainer(DCGANTrainer):
             y = None if self.labels is None else self.labels.index_select(0, rows).to(self.device, non_blocking=True)
             yield batch.contiguous(memory_format=self.memory_format), y
 
+    def next_real(self) -> torch.Tensor:
+        """This rank's rows of a fresh global batch: the same seeded draw on every rank, sliced by rank (each extra
+        D update of ``d_steps > 1`` sees ``batch_size`` new images in all, as one process would)."""
+        idx = torch.randperm(self.n_train, device=self.device, generator=self.gen)[: self.batch_size]
+        rows = idx[self.rank * self.local_batch:(self.rank + 1) * self.local_batch].to(self.data.device)
+        batch = batch_to(self.data, rows, self.device)
+        batch = from_uint8(batch) if self.data_dtype == "uint8" else batch
+        return batch.contiguous(memory_format=self.memory_format)
+
     def _run_step(self, real: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z = torch.randn(self.batch_size, self.latent_dim, 1, 1, device=self.device, generator=self.gen)
         z = z[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
