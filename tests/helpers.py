@@ -47,3 +47,38 @@ def one_line_error(capsys) -> str:
     assert len(lines) == 1, err
     assert lines[0].startswith("medgan: error:")
     return lines[0]
+
+
+def notebook_text(executed: Path) -> str:
+    """Everything an executed notebook's code cells printed."""
+    cells = json.loads(Path(executed).read_text())["cells"]
+    return "\n".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
+                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def fast_run(notebook: str, out_dir: Path, params: dict | None = None) -> dict:
+    """A fast-mode run of ``notebooks/<notebook>.ipynb`` into ``out_dir/<notebook>/``: ``{"results", "text", "folder"}``.
+
+    CI executes each notebook once: nbval's run (kept in ``MEDGAN_NBVAL_RUN_DIR/<notebook>/`` with its saved
+    networks) is the default fast run, so a default run (no ``params``) is copied from there when nbval ran that
+    notebook to the end in this session; otherwise (a test file run alone, or other parameters) it is executed.
+    """
+    import shutil
+
+    from medgan_utils.tools.runner import run_notebook, temporary_environ
+
+    out = Path(out_dir) / notebook
+    kept = Path(os.environ.get("MEDGAN_NBVAL_RUN_DIR") or "/nonexistent") / notebook
+    reusable = (kept / f"{notebook}.ipynb").is_file() and (kept / "results.json").is_file() and (
+        kept / "networks.json").is_file()
+    if not params and reusable:
+        record = json.loads((kept / "results.json").read_text())
+        if record.get("mode") == "fast" and not record.get("pretrained"):
+            shutil.copytree(kept, out, ignore=shutil.ignore_patterns("checkpoints*", "*.lock"))
+            return {"results": record, "text": notebook_text(out / f"{notebook}.ipynb"), "folder": out,
+                    "reused": True}
+    with temporary_environ(unset=["MEDGAN_PRETRAINED"]):
+        row = run_notebook(NOTEBOOKS / f"{notebook}.ipynb", out_dir, params, fast=True)
+    assert row["status"] == "ok", row["error"]
+    return {"results": json.loads(Path(row["results"]).read_text()), "text": notebook_text(Path(row["output"])),
+            "folder": Path(row["results"]).parent, "reused": False}

@@ -13,6 +13,7 @@ from medgan_utils.core.io import umask_mode
 from medgan_utils.course.pretrained import MANIFEST, sha256_file
 from medgan_utils.tools.cli import main
 from medgan_utils.tools.pack import build_pack, verify_pack
+from tests.helpers import fast_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"DATASET": "pneumoniamnist", "IMAGE_SIZE": 28, "CHANNELS": 1, "LATENT_DIM": 4}
@@ -211,23 +212,10 @@ def test_with_data_copies_md5_checked_files(fake_run, tmp_path, monkeypatch):
 
 # --- notebook 03 with a pack (each fast run of 03 costs about a minute: few tests, one shared trained run) -----
 
-NB03 = ROOT / "notebooks" / "03_dcgan.ipynb"
-
-
-def _outputs(executed: Path) -> str:
-    cells = json.loads(executed.read_text())["cells"]
-    return "\n".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
-                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
 
 
 def _run_03(folder: Path, params: dict) -> dict:
-    from medgan_utils.tools.runner import run_notebook, temporary_environ
-
-    with temporary_environ(unset=["MEDGAN_PRETRAINED"]):
-        row = run_notebook(NB03, folder, params, fast=True)
-    assert row["status"] == "ok", row["error"]
-    return {"results": json.loads(Path(row["results"]).read_text()), "text": _outputs(Path(row["output"])),
-            "folder": Path(row["results"]).parent}
+    return fast_run("03_dcgan", folder, params)
 
 
 @pytest.fixture(scope="module")
@@ -344,18 +332,13 @@ def test_05_a_tampered_member_of_a_family_falls_back(pack_05):
 
 # --- notebook 05 with a pack: one trained fast run, one run with its pack (about 3 minutes in all) ---------------
 
-NB05 = ROOT / "notebooks" / "05_segmentation.ipynb"
 
 
 @pytest.mark.slow
 def test_notebook_05_reuses_every_segmenter_and_rescores_them(tmp_path):
-    from medgan_utils.tools.runner import run_notebook, temporary_environ
-
     def run(folder, params):
-        with temporary_environ(unset=["MEDGAN_PRETRAINED"]):
-            row = run_notebook(NB05, folder, params, fast=True)
-        assert row["status"] == "ok", row["error"]
-        return json.loads(Path(row["results"]).read_text()), _outputs(Path(row["output"])), Path(row["results"]).parent
+        out = fast_run("05_segmentation", folder, params)
+        return out["results"], out["text"], out["folder"]
 
     trained, _, _ = run(tmp_path / "run", {})
     build_pack(tmp_path / "run", tmp_path / "pack", echo=lambda *a, **k: None)
