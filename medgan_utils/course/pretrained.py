@@ -32,10 +32,12 @@ PACK_FORMAT = 1
 #: A name with ``*`` is a family (05's ``segmenter_*``: one per arm and seed): at least one, and every one checked.
 PACK_MATCH: dict[str, tuple[str, ...]] = {
     "03": ("DATASET", "IMAGE_SIZE", "CHANNELS", "LATENT_DIM"),
+    "04": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "GAN_BASE", "LATENT_DIM", "CLASSIFIER"),
     "05": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "UNET_BASE", "CRITIC_INPUT", "PATCH_LAYERS"),
 }
 PACK_NETWORKS: dict[str, tuple[str, ...]] = {
     "03": ("generator", "discriminator", "feature_net"),
+    "04": ("generator_*", "discriminator", "classifier_*", "feature_net"),
     "05": ("segmenter_*", "mask_to_image_*", "critic", "pix2pix_critic", "feature_net"),
 }
 
