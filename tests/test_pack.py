@@ -227,21 +227,7 @@ def trained_03(tmp_path_factory):
     return {"root": root, "pack": root / "pack", "run": run}
 
 
-@pytest.mark.slow
-def test_notebook_03_reuses_the_pack_and_trains_only_the_demonstration(trained_03):
-    pack = trained_03["pack"]
-    verify_pack(pack, echo=lambda *a: None)
-    trained = trained_03["run"]["results"]
-    assert trained["pretrained"] is None and trained["metrics"]["updates"] > 8
-    out = _run_03(trained_03["root"] / "with_pack", {"PRETRAINED": str(pack)})
-    rec = out["results"]
-    assert rec["pretrained"]["pack"] == sha256_file(pack / MANIFEST)
-    assert rec["pretrained"]["networks"] == ["generator", "discriminator", "feature_net"]
-    assert rec["metrics"]["updates"] == 8  # the demonstration: 2 epochs of 4 batches on a copy
-    assert "[from workshop pack, trained" in out["text"] and "cached" in out["text"]  # the pack's feature net
-    assert not (out["folder"] / "networks.json").exists()  # a pack's networks are not saved again as a run's
-    # the pack's G draws the same images from the same noise: the FD shown is that of the run that trained it
-    assert rec["metrics"]["fd"] == pytest.approx(trained["metrics"]["fd"], rel=0.01)
+# 03 reused from a pack (with 04, from one pack): tests/test_pack_04.py::test_one_pack_of_03_and_04_is_verified_and_reused_by_both
 
 
 @pytest.mark.slow

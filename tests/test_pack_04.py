@@ -11,6 +11,7 @@ from torch import nn
 from medgan_utils import NoPack, open_pack, record_results, save_run_networks
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
+from tests.helpers import fast_run, notebook_text
 
 ROOT = Path(__file__).resolve().parents[1]
 NB03, NB04 = ROOT / "notebooks" / "03_dcgan.ipynb", ROOT / "notebooks" / "04_augmentation.ipynb"
@@ -91,12 +92,6 @@ def test_04_another_course_version_a_missing_family_or_a_tampered_generator_fall
 
 # --- the acceptance test of issue #26: fast runs of 03 and 04, one pack, both reuse it (about 5 minutes) ------------
 
-def _outputs(executed: Path) -> str:
-    cells = json.loads(executed.read_text())["cells"]
-    return "\n".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
-                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
-
-
 def _run(nb: Path, folder: Path, params: dict, cache: Path | None = None) -> dict:
     from medgan_utils.tools.runner import run_notebook, temporary_environ
 
@@ -104,15 +99,15 @@ def _run(nb: Path, folder: Path, params: dict, cache: Path | None = None) -> dic
     with temporary_environ(unset=["MEDGAN_PRETRAINED"], **env):
         row = run_notebook(nb, folder, params, fast=True)
     assert row["status"] == "ok", row["error"]
-    return {"results": json.loads(Path(row["results"]).read_text()), "text": _outputs(Path(row["output"])),
+    return {"results": json.loads(Path(row["results"]).read_text()), "text": notebook_text(Path(row["output"])),
             "folder": Path(row["results"]).parent}
 
 
 @pytest.fixture(scope="module")
 def pack_03_04(tmp_path_factory):
-    """Fast runs of 03 and 04 into one --out folder, and the one pack built from it."""
+    """Fast runs of 03 and 04 into one --out folder (nbval's when CI ran them), and the one pack built from it."""
     root = tmp_path_factory.mktemp("pack0304")
-    runs = {"03": _run(NB03, root / "run", {}), "04": _run(NB04, root / "run", {})}
+    runs = {"03": fast_run("03_dcgan", root / "run"), "04": fast_run("04_augmentation", root / "run")}  # nbval's, in CI
     build_pack(root / "run", root / "pack", echo=lambda *a, **k: None)
     return {"root": root, "pack": root / "pack", "runs": runs}
 
@@ -132,6 +127,10 @@ def test_one_pack_of_03_and_04_is_verified_and_reused_by_both(pack_03_04):
     assert out03["results"]["pretrained"]["pack"] == sha
     assert out03["results"]["pretrained"]["networks"] == ["generator", "discriminator", "feature_net"]
     assert out03["results"]["metrics"]["updates"] == 8
+    assert "[from workshop pack, trained" in out03["text"] and "cached" in out03["text"]  # the pack's feature net
+    assert not (out03["folder"] / "networks.json").exists()  # a pack's networks are not saved again as a run's
+    # the pack's G draws the same images from the same noise: the FD shown is that of the run that trained it
+    assert out03["results"]["metrics"]["fd"] == pytest.approx(t03["metrics"]["fd"], rel=0.01)
     # 04 with the pack, on a fresh cache: every generator, the demonstration's discriminator, every classifier the
     # trained run scored and its feature net are loaded; only the two demonstrations (4 updates each) train
     out04 = _run(NB04, root / "with_pack", {"PRETRAINED": str(pack)}, cache=root / "cache04")
