@@ -34,11 +34,14 @@ PACK_MATCH: dict[str, tuple[str, ...]] = {
     "03": ("DATASET", "IMAGE_SIZE", "CHANNELS", "LATENT_DIM"),
     "04": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "GAN_BASE", "LATENT_DIM", "CLASSIFIER"),
     "05": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "UNET_BASE", "CRITIC_INPUT", "PATCH_LAYERS"),
+    "06": ("DATASET", "SEG_DATASET", "SPLIT", "SEG_SPLIT", "SEED", "IMAGE_SIZE", "SEG_SIZE", "UNET_BASE", "READ_NOISE",
+           "SCALE", "SPECKLE_LOOKS"),
 }
 PACK_NETWORKS: dict[str, tuple[str, ...]] = {
     "03": ("generator", "discriminator", "feature_net"),
     "04": ("generator_*", "discriminator", "classifier_*", "feature_net"),
     "05": ("segmenter_*", "mask_to_image_*", "critic", "pix2pix_critic", "feature_net"),
+    "06": ("enhancer_*", "critic_*", "downstream_*", "feature_net_*"),
 }
 
 
