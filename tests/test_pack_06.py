@@ -10,6 +10,7 @@ from torch import nn
 from medgan_utils import NoPack, open_pack, record_results, save_run_networks
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, PACK_NETWORKS, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
+from tests.helpers import fast_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NB06 = ROOT / "notebooks" / "06_enhancement.ipynb"
@@ -100,20 +101,8 @@ def test_06_a_mismatching_parameter_or_a_missing_family_falls_back(pack_06):
 
 # --- notebook 06 with a pack: one trained fast run, one run with its pack, one fallback (about 4 minutes) ---------
 
-def _outputs(executed: Path) -> str:
-    cells = json.loads(executed.read_text())["cells"]
-    return "\n".join(o.get("text", "") if isinstance(o.get("text"), str) else "".join(o.get("text", []))
-                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
-
-
 def _run_06(folder: Path, params: dict) -> dict:
-    from medgan_utils.tools.runner import run_notebook, temporary_environ
-
-    with temporary_environ(unset=["MEDGAN_PRETRAINED"]):
-        row = run_notebook(NB06, folder, params, fast=True)
-    assert row["status"] == "ok", row["error"]
-    return {"results": json.loads(Path(row["results"]).read_text()), "text": _outputs(Path(row["output"])),
-            "folder": Path(row["results"]).parent}
+    return fast_run("06_enhancement", folder, params)  # a default run is nbval's, in CI
 
 
 @pytest.fixture(scope="module")
