@@ -33,10 +33,14 @@ PACK_FORMAT = 1
 PACK_MATCH: dict[str, tuple[str, ...]] = {
     "03": ("DATASET", "IMAGE_SIZE", "CHANNELS", "LATENT_DIM"),
     "05": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "UNET_BASE", "CRITIC_INPUT", "PATCH_LAYERS"),
+    "08": ("SEED", "DCGAN_BASE", "DP_TRAIN_N"),
 }
 PACK_NETWORKS: dict[str, tuple[str, ...]] = {
     "03": ("generator", "discriminator", "feature_net"),
     "05": ("segmenter_*", "mask_to_image_*", "critic", "pix2pix_critic", "feature_net"),
+    "08": ("classifier_*", "cgan_generator_*", "cgan_discriminator_*", "inpainter", "inpainter_critic", "segmenter",
+           "member_generator_*", "member_discriminator_*", "dp_generator_*", "dp_discriminator_*",
+           "feature_net_breast", "feature_net_pneumonia"),
 }
 
 
