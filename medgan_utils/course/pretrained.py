@@ -33,10 +33,12 @@ PACK_FORMAT = 1
 PACK_MATCH: dict[str, tuple[str, ...]] = {
     "03": ("DATASET", "IMAGE_SIZE", "CHANNELS", "LATENT_DIM"),
     "05": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "UNET_BASE", "CRITIC_INPUT", "PATCH_LAYERS"),
+    "07": ("DATASET", "SEED", "BASE"),
 }
 PACK_NETWORKS: dict[str, tuple[str, ...]] = {
     "03": ("generator", "discriminator", "feature_net"),
     "05": ("segmenter_*", "mask_to_image_*", "critic", "pix2pix_critic", "feature_net"),
+    "07": ("stability_G_*", "stability_D_*", "ring_G_*", "scarcity_G_*", "scarcity_D_*", "diffusion_*", "feature_net"),
 }
 
 
