@@ -148,7 +148,8 @@ def train_ring_gan(variant: str, *, seed: int, steps: int, batch_size: int = 256
 
     Returns ``modes`` covered, ``on_mode_share`` (the share of ``n_eval`` samples within 3 std of a centre), the
     ``divergence`` signature (``""`` for none), the ``outcome`` of :func:`ring_outcome`, the on-mode ``trace`` at
-    ``n_checks`` points, the ``recipe`` and 500 samples. ``step_factory`` builds the step, as in
+    ``n_checks`` points, the ``recipe``, 500 samples and the ``generator`` that drew them (the EMA copy when the variant
+    keeps one; notebook 07 saves it for the workshop pack). ``step_factory`` builds the step, as in
     :func:`train_image_gan`; extra critic updates draw new ring samples (``tr.next_real``)."""
     step_opts, other = variant_options(variant)
     with torch.random.fork_rng(devices=[]):
@@ -187,7 +188,7 @@ def train_ring_gan(variant: str, *, seed: int, steps: int, batch_size: int = 256
     return {"modes": modes, "on_mode_share": on_mode, "divergence": divergence, "diverged": bool(divergence),
             "outcome": ring_outcome(on_mode, modes, divergence), "trace": trace,
             "recipe": variant_recipe(variant, lr=lr, d_norm="none"), "seconds": time.perf_counter() - t0,
-            "samples": samples[:500].detach()}
+            "samples": samples[:500].detach(), "generator": ema.module if ema is not None else G}
 
 
 def generator_grad_norm(tr, n: int = 64, seed: int = 0) -> float:

@@ -36,6 +36,7 @@ PACK_MATCH: dict[str, tuple[str, ...]] = {
     "05": ("DATASET", "SPLIT", "SEED", "IMAGE_SIZE", "UNET_BASE", "CRITIC_INPUT", "PATCH_LAYERS"),
     "06": ("DATASET", "SEG_DATASET", "SPLIT", "SEG_SPLIT", "SEED", "IMAGE_SIZE", "SEG_SIZE", "UNET_BASE", "READ_NOISE",
            "SCALE", "SPECKLE_LOOKS"),
+    "07": ("DATASET", "SEED", "BASE"),
     "08": ("SEED", "DCGAN_BASE", "DP_TRAIN_N"),
 }
 PACK_NETWORKS: dict[str, tuple[str, ...]] = {
@@ -43,6 +44,7 @@ PACK_NETWORKS: dict[str, tuple[str, ...]] = {
     "04": ("generator_*", "discriminator", "classifier_*", "feature_net"),
     "05": ("segmenter_*", "mask_to_image_*", "critic", "pix2pix_critic", "feature_net"),
     "06": ("enhancer_*", "critic_*", "downstream_*", "feature_net_*"),
+    "07": ("stability_G_*", "stability_D_*", "ring_G_*", "scarcity_G_*", "scarcity_D_*", "diffusion_*", "feature_net"),
     "08": ("classifier_*", "cgan_generator_*", "cgan_discriminator_*", "inpainter", "inpainter_critic", "segmenter",
            "member_generator_*", "member_discriminator_*", "dp_generator_*", "dp_discriminator_*",
            "feature_net_breast", "feature_net_pneumonia"),
