@@ -174,3 +174,11 @@ def test_04_falls_back_to_training_on_a_tampered_pack(pack_03_04):
     assert len(lines) == 1 and "classifier_0" in lines[0] and "SHA-256" in lines[0] and "Fix:" in lines[0]
     assert "[from workshop pack" not in out["text"]
     assert (out["folder"] / "networks.json").exists()  # a run that trained saves its networks, as any run does
+
+
+def test_verify_shows_the_primary_contrast_when_a_run_has_no_fd_auc_or_dice():
+    from medgan_utils.tools.pack import _primary_line
+
+    assert _primary_line({"estimate": -0.0028, "ci": [-0.0509, 0.0429]}) == "primary contrast -0.0028 [-0.0509, 0.0429]"
+    assert _primary_line({"estimate": 0.01}) == "primary contrast 0.01"
+    assert _primary_line(None) == "" and _primary_line({"estimate": None}) == ""

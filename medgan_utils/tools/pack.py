@@ -166,6 +166,15 @@ def _swap_into_place(stage: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _primary_line(primary) -> str:
+    """``primary contrast -0.003 [-0.051, 0.043]`` of a run's recorded primary contrast (04–08), else ``""``."""
+    if not isinstance(primary, dict) or not isinstance(primary.get("estimate"), (int, float)):
+        return ""
+    ci = primary.get("ci") or []
+    tail = f" [{ci[0]:.3g}, {ci[1]:.3g}]" if len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci) else ""
+    return f"primary contrast {primary['estimate']:.3g}{tail}"
+
+
 def verify_pack(pack_dir, echo=print) -> dict:
     """Check a pack's manifest, versions, hashes and completeness; print what each notebook reuses.
 
@@ -188,6 +197,7 @@ def verify_pack(pack_dir, echo=print) -> dict:
         reuse = list(entry["files"]) if known is None else expand_names(known, entry["files"])
         shown = {k: entry["metrics"][k] for k in ("fd", "fd_ratio_val", "auc", "dice") if k in entry["metrics"]}
         numbers = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
+        numbers = numbers or _primary_line(entry["metrics"].get("primary"))
         echo(f"{key} {entry.get('notebook')}: will reuse {', '.join(reuse)} (trained {str(entry.get('trained_at'))[:10]} "
              f"on {entry.get('device')}, {entry.get('mode')} mode{'; ' + numbers if numbers else ''}; "
              f"must match {json.dumps(entry.get('match') or {})})")
