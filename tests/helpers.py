@@ -82,3 +82,13 @@ def fast_run(notebook: str, out_dir: Path, params: dict | None = None) -> dict:
     assert row["status"] == "ok", row["error"]
     return {"results": json.loads(Path(row["results"]).read_text()), "text": notebook_text(Path(row["output"])),
             "folder": Path(row["results"]).parent, "reused": False}
+
+
+def fast_run_and_pack(notebook: str, root: Path) -> dict:
+    """One fast run of ``notebook`` (nbval's, in CI) under ``root/run`` and the pack built from it in ``root/pack``:
+    ``{"root", "pack", "run"}`` (``run`` as :func:`fast_run` returns it)."""
+    from medgan_utils.tools.pack import build_pack
+
+    run = fast_run(notebook, root / "run")
+    build_pack(root / "run", root / "pack", echo=lambda *a, **k: None)
+    return {"root": root, "pack": root / "pack", "run": run}

@@ -13,7 +13,7 @@ from medgan_utils.core.io import umask_mode
 from medgan_utils.course.pretrained import MANIFEST, sha256_file
 from medgan_utils.tools.cli import main
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run
+from tests.helpers import fast_run, fast_run_and_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"DATASET": "pneumoniamnist", "IMAGE_SIZE": 28, "CHANNELS": 1, "LATENT_DIM": 4}
@@ -221,10 +221,7 @@ def _run_03(folder: Path, params: dict) -> dict:
 @pytest.fixture(scope="module")
 def trained_03(tmp_path_factory):
     """One fast run of 03 (no pack) and the pack built from it."""
-    root = tmp_path_factory.mktemp("pack03")
-    run = _run_03(root / "run", {})
-    build_pack(root / "run", root / "pack", echo=lambda *a: None)
-    return {"root": root, "pack": root / "pack", "run": run}
+    return fast_run_and_pack("03_dcgan", tmp_path_factory.mktemp("pack03"))
 
 
 # 03 reused from a pack (with 04, from one pack): tests/test_pack_04.py::test_one_pack_of_03_and_04_is_verified_and_reused_by_both

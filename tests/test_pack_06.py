@@ -10,7 +10,7 @@ from torch import nn
 from medgan_utils import NoPack, open_pack, record_results, save_run_networks
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, PACK_NETWORKS, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run
+from tests.helpers import fast_run, fast_run_and_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 NB06 = ROOT / "notebooks" / "06_enhancement.ipynb"
@@ -108,10 +108,7 @@ def _run_06(folder: Path, params: dict) -> dict:
 @pytest.fixture(scope="module")
 def trained_06(tmp_path_factory):
     """One fast run of 06 (no pack) and the pack built from it."""
-    root = tmp_path_factory.mktemp("pack06")
-    run = _run_06(root / "run", {})
-    build_pack(root / "run", root / "pack", echo=lambda *a, **k: None)
-    return {"root": root, "pack": root / "pack", "run": run}
+    return fast_run_and_pack("06_enhancement", tmp_path_factory.mktemp("pack06"))
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import torch
 from medgan_utils import NoPack, make_generator, open_pack, record_results, save_run_networks, train_ring_gan
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, PACK_NETWORKS, expand_names, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run
+from tests.helpers import fast_run, fast_run_and_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 NB07 = ROOT / "notebooks" / "07_challenges.ipynb"
@@ -92,10 +92,7 @@ def _run_07(folder: Path, params: dict) -> dict:
 @pytest.fixture(scope="module")
 def trained_07(tmp_path_factory):
     """One fast run of 07 (no pack) and the pack built from it."""
-    root = tmp_path_factory.mktemp("pack07")
-    run = _run_07(root / "run", {})
-    build_pack(root / "run", root / "pack", echo=lambda *a: None)
-    return {"root": root, "pack": root / "pack", "run": run}
+    return fast_run_and_pack("07_challenges", tmp_path_factory.mktemp("pack07"))
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from torch import nn
 from medgan_utils import NoPack, Pack, open_pack, record_results, save_run_networks
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, PACK_NETWORKS, expand_names, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run
+from tests.helpers import fast_run, fast_run_and_pack
 
 ROOT = Path(__file__).resolve().parents[1]
 NB08 = ROOT / "notebooks" / "08_trust.ipynb"
@@ -100,10 +100,7 @@ def _run_08(folder: Path, params: dict) -> dict:
 @pytest.fixture(scope="module")
 def trained_08(tmp_path_factory):
     """One fast run of 08 (no pack) and the pack built from it."""
-    root = tmp_path_factory.mktemp("pack08")
-    run = _run_08(root / "run", {})
-    build_pack(root / "run", root / "pack", echo=lambda *a, **k: None)
-    return {"root": root, "pack": root / "pack", "run": run}
+    return fast_run_and_pack("08_trust", tmp_path_factory.mktemp("pack08"))
 
 
 def _by(rows, *keys):
