@@ -349,6 +349,12 @@ def test_notebook_08_dp_lab_records_the_accounting_and_attack_with_intervals_per
     for key in ('"epsilon"', '"delta"', '"sampling_rate"', '"accountant"', '"attack_auc"', '"tpr_at_1fpr"', '"d_gap"',
                 "dp_leak_verdict(", "membership_evidence("):
         assert key in cell, key
-    record = _nb08_cell("record_results(")
+    import json
+
+    from helpers import NOTEBOOKS
+
+    cells = json.loads((NOTEBOOKS / "08_trust.ipynb").read_text())["cells"]
+    record = next(src for src in ("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+                  if "record_results(" in src)  # the cell also saves the workshop pack's networks first
     assert '"privacy": {' in record and '"runs": dp_rows' in record
 
