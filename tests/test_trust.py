@@ -229,6 +229,40 @@ def test_a_dp_step_clips_one_gradient_per_real_image_and_no_fake_one(monkeypatch
     assert any(not torch.equal(a, b) for a, b in zip(before, D.parameters()))  # and D did learn
 
 
+def test_an_empty_poisson_draw_still_steps_with_noise_and_is_counted(monkeypatch):
+    """The accountant counts every Poisson draw as an update of the subsampled Gaussian mechanism. An empty draw
+    must then release noise too: the old loop skipped it, so "D did not move" told that the draw was empty."""
+    import warnings
+
+    from opacus import PrivacyEngine
+    from opacus.optimizers import DPOptimizer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from medgan_utils.gan import private
+    from medgan_utils.nets import make_dcgan
+
+    clipped, original = [], DPOptimizer.clip_and_accumulate
+    monkeypatch.setattr(DPOptimizer, "clip_and_accumulate", lambda self: (clipped.append(
+        len(self.grad_samples[0])), original(self))[1])
+    torch.manual_seed(0)
+    G, D = make_dcgan(28, 1, 16, base=8, seed=0, d_norm="none")
+    images = torch.rand(40, 1, 28, 28) * 2 - 1
+    engine = PrivacyEngine(accountant="rdp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        D, opt_D, _ = engine.make_private(module=private._no_inplace(D), optimizer=torch.optim.Adam(D.parameters()),
+                                          data_loader=DataLoader(TensorDataset(images), batch_size=8),
+                                          noise_multiplier=1.0, max_grad_norm=1.0)
+        stepped, step = [], opt_D.original_optimizer.step
+        opt_D.original_optimizer.step = lambda *a, **k: (stepped.append(len(clipped)), step(*a, **k))[1]
+        batches = [(images[:5],), (images[:0],), (images[5:9],)]  # three Poisson draws, the second one empty
+        hist = private._gan_updates(G, D, torch.optim.Adam(G.parameters()), opt_D, batches, 3, 16,
+                                    torch.device("cpu"), torch.Generator().manual_seed(0), n_fake=8)
+    assert clipped == [5, 0, 4] and len(hist["loss_D"]) == 3 and all(math.isfinite(v) for v in hist["loss_D"])
+    assert sum(steps for _, _, steps in engine.accountant.history) == 3  # the empty draw is counted ...
+    assert stepped == [1, 2, 3]                                           # ... and it released an update
+
+
 def test_tpr_at_low_fpr_reads_the_members_above_the_strictest_non_members():
     from medgan_utils.evaluation import tpr_at_fpr
 

@@ -115,7 +115,10 @@ def _d_update(D, opt_D, real, fake) -> torch.Tensor:
     finally:
         D.enable_hooks()
     opt_D.zero_grad(set_to_none=True)
-    loss_real = _bce(D(real), 1.0)
+    logits = D(real)
+    # an empty Poisson draw still steps: no clipped gradient, only the noise (and the fake term), as the
+    # accountant assumes; skipping it would make "no update" itself reveal that the draw was empty
+    loss_real = _bce(logits, 1.0) if len(real) else logits.sum() * 0.0
     loss_real.backward()          # opacus: one per-sample gradient for each real image, nothing else
     if opt_D.pre_step():          # clip each to C, add N(0, σ²C²), divide by the expected batch size
         for p, g in zip(params, fake_grads):
@@ -133,9 +136,7 @@ def _gan_updates(G, D, opt_G, opt_D, batches, steps, latent_dim, device, gen, n_
     history = {"loss_D": [], "loss_G": []}
     done = 0
     while done < steps:
-        for (real,) in batches:
-            if len(real) == 0:  # an empty Poisson draw (probability (1 - q)^n): no update
-                continue
+        for (real,) in batches:  # with opacus: a Poisson draw, empty with probability (1 - q)^n, still an update
             real = real.to(device)
             m = int(n_fake or len(real))
             z = torch.randn(m, latent_dim, 1, 1, generator=gen).to(device)
