@@ -130,7 +130,8 @@ def test_one_pack_of_03_and_04_is_verified_and_reused_by_both(pack_03_04):
     assert "[from workshop pack, trained" in out03["text"] and "cached" in out03["text"]  # the pack's feature net
     assert not (out03["folder"] / "networks.json").exists()  # a pack's networks are not saved again as a run's
     # the pack's G draws the same images from the same noise: the FD shown is that of the run that trained it
-    assert out03["results"]["metrics"]["fd"] == pytest.approx(t03["metrics"]["fd"], rel=0.01)
+    assert out03["results"]["params"]["N_EVAL"] == t03["params"]["N_EVAL"]
+    assert out03["results"]["metrics"]["fd"] == pytest.approx(t03["metrics"]["fd"], rel=1e-4)
     # 04 with the pack, on a fresh cache: every generator, the demonstration's discriminator, every classifier the
     # trained run scored and its feature net are loaded; only the two demonstrations (4 updates each) train
     out04 = _run(NB04, root / "with_pack", {"PRETRAINED": str(pack)}, cache=root / "cache04")
@@ -153,8 +154,12 @@ def test_one_pack_of_03_and_04_is_verified_and_reused_by_both(pack_03_04):
         for key in ("auc", "acc", "sensitivity", "specificity"):
             assert mine[key] == pytest.approx(theirs[key], abs=1e-6), key
     assert m["primary"]["estimate"] == pytest.approx(t04["metrics"]["primary"]["estimate"], abs=1e-6)
+    # the generators are stored in fp16 (PACK_FP16): their FD moves a little; the classifiers are as trained
+    files = json.loads((pack / MANIFEST).read_text())["notebooks"]["04"]["files"]
+    assert {f["dtype"] for n, f in files.items() if n.startswith("generator_")} == {"float16 (halved by pack build)"}
+    assert {f["dtype"] for n, f in files.items() if n.startswith("classifier_")} == {"as trained"}
     for mine, theirs in zip(m["gan_quality"], t04["metrics"]["gan_quality"]):
-        assert mine["fd"] == pytest.approx(theirs["fd"], rel=1e-4) and mine["fidelity"] == theirs["fidelity"]
+        assert mine["fd"] == pytest.approx(theirs["fd"], rel=0.01) and mine["fidelity"] == theirs["fidelity"]
     assert {k: v["passed"] for k, v in m["gate"].items()} == {k: v["passed"] for k, v in t04["metrics"]["gate"].items()}
     assert m["classical_strength"]["chosen"] == t04["metrics"]["classical_strength"]["chosen"]
 

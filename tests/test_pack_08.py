@@ -132,9 +132,9 @@ def test_notebook_08_reuses_the_pack_rescores_it_and_trains_only_the_demonstrati
         assert (a["epsilon"], a["delta"], a["sampling_rate"], a["noise_multiplier"]) == (
             b["epsilon"], b["delta"], b["sampling_rate"], b["noise_multiplier"])
         assert a["attack_auc"]["estimate"] == pytest.approx(b["attack_auc"]["estimate"], abs=1e-9)
-        assert a["fd"] == pytest.approx(b["fd"], rel=1e-4)
+        assert a["fd"] == pytest.approx(b["fd"], rel=0.01)  # its G is stored in fp16 (PACK_FP16)
     mia = [(r["mia_auc"], r["fd"]) for x in (m, t) for r in x["runs"] if r["experiment"] == "membership"]
-    assert mia[0][0] == pytest.approx(mia[1][0], abs=1e-9) and mia[0][1] == pytest.approx(mia[1][1], rel=1e-4)
+    assert mia[0][0] == pytest.approx(mia[1][0], abs=1e-9) and mia[0][1] == pytest.approx(mia[1][1], rel=0.01)
     assert m["segmenter_val_dice"] == pytest.approx(t["segmenter_val_dice"], abs=1e-5)
     assert [r["rate"] for r in m["summary"]["tampering"]] == [r["rate"] for r in t["summary"]["tampering"]]
 

@@ -50,6 +50,17 @@ PACK_NETWORKS: dict[str, tuple[str, ...]] = {
            "feature_net_breast", "feature_net_pneumonia"),
 }
 
+#: Per notebook: the saved networks ``medgan pack build`` stores in half precision, about half their size
+#: (``--as-trained`` keeps them as trained). They are generators whose samples feed exploratory numbers (FD)
+#: and figures (07's ring generators: figures only); every network behind a notebook's primary contrast stays as trained, so the primary contrast
+#: re-scores to the run's own value. BENCHMARKS.md records how far the generators' FD moves.
+PACK_FP16: dict[str, tuple[str, ...]] = {
+    "04": ("generator_*",),
+    "05": ("mask_to_image_*",),
+    "07": ("ring_G_*",),
+    "08": ("cgan_generator_*", "member_generator_*", "dp_generator_*"),
+}
+
 
 class PackError(CourseError, ValueError):
     """A workshop pack that cannot be used as it is; the message names the mismatch and the fix."""
@@ -82,13 +93,17 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _state_dict(module: torch.nn.Module, half: bool) -> dict:
-    """The module's state as CPU tensors; floating tensors in fp16 with ``half`` (integers stay as they are)."""
+def half_state(state: dict, half: bool = True) -> dict:
+    """A state dict as CPU tensors; floating tensors in fp16 with ``half`` (integers stay as they are)."""
     out = {}
-    for k, v in module.state_dict().items():
+    for k, v in state.items():
         v = v.detach().cpu().contiguous()
         out[k] = v.half() if half and v.is_floating_point() else v
     return out
+
+
+def _state_dict(module: torch.nn.Module, half: bool) -> dict:
+    return half_state(module.state_dict(), half)
 
 
 def save_run_networks(notebook: str, networks: dict, *, metrics: dict | None = None, params: dict | None = None,
@@ -333,5 +348,5 @@ def open_pack(pack_dir, notebook: str, params: dict | None = None, needs=None, e
 
 
 __all__ = ["save_run_networks", "open_pack", "Pack", "NoPack", "PackError", "PACK_MATCH", "PACK_NETWORKS",
-           "read_manifest", "check_notebook", "check_file", "expand_names", "check_version", "sha256_file", "course_version",
-           "torch_minor", "notebook_key", "MANIFEST", "INDEX", "PACK_FORMAT"]
+           "PACK_FP16", "read_manifest", "half_state", "check_notebook", "check_file", "expand_names", "check_version",
+           "sha256_file", "course_version", "torch_minor", "notebook_key", "MANIFEST", "INDEX", "PACK_FORMAT"]

@@ -177,7 +177,7 @@ def cmd_exercises(args) -> int:
 def cmd_pack_build(args) -> int:
     from .pack import build_pack
 
-    build_pack(args.from_dir, args.out, only=args.only, with_data=args.with_data)
+    build_pack(args.from_dir, args.out, only=args.only, with_data=args.with_data, as_trained=args.as_trained)
     return 0
 
 
@@ -196,6 +196,8 @@ def _add_pack(sub) -> None:
     kb.add_argument("--out", required=True, metavar="PACK_DIR", help="the pack folder to write (replaced if a pack)")
     kb.add_argument("--only", nargs="+", default=None, metavar="NN", help="only these notebooks, e.g. --only 03 04")
     kb.add_argument("--with-data", action="store_true", help="add the MD5-checked dataset files the runs used")
+    kb.add_argument("--as-trained", action="store_true", help="keep every network in the precision it was trained "
+                    "in (by default the generators behind exploratory numbers are stored in fp16: half their size)")
     kb.set_defaults(func=cmd_pack_build)
     kv = ksub.add_parser("verify", help="check a pack's hashes, versions and completeness; what each notebook reuses")
     kv.add_argument("pack", metavar="PACK_DIR")

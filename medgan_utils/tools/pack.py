@@ -5,11 +5,14 @@
 copies them into ``PACK/NN/`` and writes ``PACK/manifest.json``: each file's SHA-256 and size, the notebook,
 its parameters and metrics (from ``results.json``), the course and torch versions, the device and the date.
 ``--with-data`` adds the MD5-checked dataset files the runs used (``PACK/data/``; point ``MEDGAN_DATA_DIR``
-there). The pack is built in a temporary folder beside ``PACK`` and renamed into place when complete.
+there). Networks named in :data:`~medgan_utils.course.pretrained.PACK_FP16` are stored in half precision
+(``--as-trained`` keeps them as trained). The pack is built in a temporary folder beside ``PACK`` and renamed
+into place when complete.
 """
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import shutil
@@ -21,9 +24,10 @@ import torch
 from ..core.env import data_dir
 from ..core.errors import CourseError
 from ..core.io import atomic_write_json, umask_mode
-from ..course.pretrained import (MANIFEST, INDEX, PACK_FORMAT, PACK_NETWORKS, PackError, check_file,
-                                 check_notebook, check_version, course_version, expand_names, read_manifest,
-                                 sha256_file, torch_minor)
+from ..core.io import load_checkpoint, save_checkpoint
+from ..course.pretrained import (MANIFEST, INDEX, PACK_FORMAT, PACK_FP16, PACK_NETWORKS, PackError, check_file,
+                                 check_notebook, check_version, course_version, expand_names, half_state,
+                                 read_manifest, sha256_file, torch_minor)
 from .untrusted import UnreadableRecord, read_record
 
 
@@ -74,19 +78,41 @@ def _copy(src: Path, dest: Path) -> dict:
     return {"sha256": sha256_file(dest), "bytes": dest.stat().st_size}
 
 
-def _notebook_entry(key: str, folder: Path, stage: Path) -> dict:
+def names_summary(names, patterns=()) -> str:
+    """``names`` for one line: a ``*`` family of more than 3 members as ``segmenter_* (17: segmenter_0 ... )``."""
+    names, parts, done = list(names), [], set()
+    for pattern in patterns:
+        members = [n for n in names if fnmatch.fnmatch(n, pattern) and n not in done] if "*" in pattern else []
+        if len(members) > 3:
+            parts.append((names.index(members[0]), f"{pattern} ({len(members)}: {members[0]} ... {members[-1]})"))
+            done.update(members)
+    parts += [(i, n) for i, n in enumerate(names) if n not in done]
+    return ", ".join(text for _, text in sorted(parts))
+
+
+def _copy_half(src: Path, dest: Path) -> dict:
+    """``src``'s state dict with its floating tensors in fp16, saved at ``dest`` (loads with ``weights_only``)."""
+    save_checkpoint(dest, half_state(load_checkpoint(src)))
+    os.chmod(dest, umask_mode())
+    return {"sha256": sha256_file(dest), "bytes": dest.stat().st_size, "dtype": "float16 (halved by pack build)",
+            "trained_sha256": sha256_file(src)}
+
+
+def _notebook_entry(key: str, folder: Path, stage: Path, halve: bool = True) -> dict:
     index, results = _read_run(folder)
     if index.get("course_version") != course_version():
         raise PackError(f"{folder} was run by course version {index.get('course_version')}, this is "
                         f"{course_version()}. Fix: rerun notebook {key} with this version.")
     files = {}
+    halved = set(expand_names(PACK_FP16.get(key, ()), index.get("files") or {})) if halve else set()
     for name, entry in (index.get("files") or {}).items():
         src = folder / str(entry.get("path", ""))
         if not src.is_file() or sha256_file(src) != entry.get("sha256"):
             raise PackError(f"{src} is missing or changed since the run saved it. Fix: rerun notebook {key}.")
         rel = f"{key}/{Path(src).name}"
+        half = name in halved and entry.get("kind") == "state_dict" and entry.get("dtype") == "as trained"
         files[name] = {**{k: v for k, v in entry.items() if k not in ("path",)}, "path": rel,
-                       **_copy(src, stage / rel)}
+                       **(_copy_half if half else _copy)(src, stage / rel)}
     return {"notebook": results.get("notebook"), "mode": results.get("mode"), "device": _device_of(results),
             "trained_at": results.get("finished_at"), "torch": (results.get("versions") or {}).get("torch"),
             "course_version": index.get("course_version"), "match": index.get("match") or {},
@@ -118,8 +144,11 @@ def _data_entries(notebooks: dict, stage: Path) -> dict:
     return out
 
 
-def build_pack(run_dir, out, only=None, with_data: bool = False, echo=print) -> Path:
-    """Build the pack at ``out`` from ``run_dir``; returns the manifest's path."""
+def build_pack(run_dir, out, only=None, with_data: bool = False, as_trained: bool = False, echo=print) -> Path:
+    """Build the pack at ``out`` from ``run_dir``; returns the manifest's path.
+
+    ``as_trained``: keep :data:`PACK_FP16`'s networks in the precision they were trained in (a larger pack).
+    """
     only = [str(o)[:2] for o in only] if only else None
     runs = find_runs(Path(run_dir), only)
     out = Path(out).expanduser().resolve()
@@ -129,7 +158,7 @@ def build_pack(run_dir, out, only=None, with_data: bool = False, echo=print) -> 
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".part", dir=out.parent))
     try:  # built beside --out, renamed into place when complete: a crash leaves no half pack under the name
         os.chmod(stage, umask_mode(0o777))
-        notebooks = {key: _notebook_entry(key, folder, stage) for key, folder in runs.items()}
+        notebooks = {key: _notebook_entry(key, folder, stage, not as_trained) for key, folder in runs.items()}
         manifest = {"format": PACK_FORMAT, "course_version": course_version(), "torch": torch.__version__,
                     "built_at": _now(), "built_from": str(Path(run_dir).resolve()), "notebooks": notebooks,
                     "data": _data_entries(notebooks, stage) if with_data else {}}
@@ -138,7 +167,9 @@ def build_pack(run_dir, out, only=None, with_data: bool = False, echo=print) -> 
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     for key, entry in notebooks.items():
-        echo(f"{key}: {', '.join(entry['files'])} ({entry['mode']} mode, {entry['device']}, {entry['trained_at']})")
+        halves = sum(str(f.get("dtype", "")).startswith("float16 (halved") for f in entry["files"].values())
+        echo(f"{key}: {names_summary(entry['files'], PACK_NETWORKS.get(key, ()))} ({entry['mode']} mode, {entry['device']}, {entry['trained_at']}"
+             f"{f'; {halves} stored in fp16' if halves else ''})")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     echo(f"pack {out}: {len(notebooks)} notebook(s), {size / 1e6:.1f} MB; next: medgan pack verify {out}")
     return out / MANIFEST
@@ -195,10 +226,13 @@ def verify_pack(pack_dir, echo=print) -> dict:
             check_file(pack_dir, f, f"{key} {name}")
         known = PACK_NETWORKS.get(key)
         reuse = list(entry["files"]) if known is None else expand_names(known, entry["files"])
+        more = [n for n in entry["files"] if n not in reuse]  # optional ones the run recorded (07's long runs)
+        reuse_text = names_summary(reuse, known or ()) + (f" and {len(more)} more its run recorded ({more[0]} ...)"
+                                                          if more else "")
         shown = {k: entry["metrics"][k] for k in ("fd", "fd_ratio_val", "auc", "dice") if k in entry["metrics"]}
         numbers = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items())
         numbers = numbers or _primary_line(entry["metrics"].get("primary"))
-        echo(f"{key} {entry.get('notebook')}: will reuse {', '.join(reuse)} (trained {str(entry.get('trained_at'))[:10]} "
+        echo(f"{key} {entry.get('notebook')}: will reuse {reuse_text} (trained {str(entry.get('trained_at'))[:10]} "
              f"on {entry.get('device')}, {entry.get('mode')} mode{'; ' + numbers if numbers else ''}; "
              f"must match {json.dumps(entry.get('match') or {})})")
     for name, f in (manifest.get("data") or {}).items():
