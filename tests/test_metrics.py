@@ -415,3 +415,30 @@ def test_kid_and_the_gan_gate_share_one_unbiased_mmd2():
     got = unbiased_mmd2(ka, polynomial_kernel(b, b), polynomial_kernel(a, b), ia, torch.arange(40))
     assert float(got) == pytest.approx(sum(pairs) / len(pairs) + within(b) - 2 * float(polynomial_kernel(a, b)[ia].mean()),
                                        rel=1e-10)
+
+
+def test_kid_computes_the_reference_term_once_and_gives_the_same_bits():
+    """Many generators against one training set (06 scores 26 enhancers): the training set's within-set kernel
+    term is computed once per set of subsets. The values are those of one unbiased_mmd2 per batch of subsets."""
+    from medgan_utils.evaluation import distances
+    from medgan_utils.evaluation.distances import kid, polynomial_kernel, unbiased_mmd2
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(300, 16, generator=g).double()
+    fakes = [(torch.randn(200, 16, generator=g) * s).double() for s in (1.0, 1.3)]
+    distances._WITHIN_CACHE.clear()
+    calls, kernel = [], distances.polynomial_kernel
+    distances.polynomial_kernel = lambda x, y, *r: (calls.append(x is y), kernel(x, y, *r))[1]
+    try:
+        got = [kid(a, b, num_subsets=7, subset_size=50, seed=3) for b in fakes]
+    finally:
+        distances.polynomial_kernel = kernel
+    # one batch of subsets per call: a's term (first call only), then b's term and the cross term of each call
+    assert calls == [True, True, False, True, False]
+    for b, (mean, std) in zip(fakes, got):  # the reference: the previous loop, one unbiased_mmd2 per subset
+        gen = torch.Generator().manual_seed(3)
+        ia = torch.stack([torch.randperm(len(a), generator=gen)[:50] for _ in range(7)])
+        ib = torch.stack([torch.randperm(len(b), generator=gen)[:50] for _ in range(7)])
+        x, y = a[ia], b[ib]
+        vals = unbiased_mmd2(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y))
+        assert mean == float(vals.mean()) and std == float(vals.std())
