@@ -665,3 +665,15 @@ def test_soft_label_critic_softens_true_masks_only_within_its_noise():
     assert 0.4 * a < (first - masks).abs().mean() < 0.6 * a                   # uniform on [0, a]: mean a / 2
     for plain in (PatchDiscriminator(2, 4, 1, "none"), MaskedPatchDiscriminator(1, 4, 1, "none")):
         assert torch.equal(plain.true_masks(masks), masks)
+
+
+def test_predict_gives_the_same_bits_in_any_batch_size():
+    """predict's CPU batch (about 64k pixels: 16 images at 64 px) only changes the speed, never an output."""
+    from medgan_utils.gan import PairTrainer, segmentation_step
+    from medgan_utils.nets import make_unet
+
+    images = torch.rand(40, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    tr = PairTrainer({"S": make_unet(1, 1, 8, 3, seed=0)}, images, (images > 0).float(), segmentation_step, lr=1e-3)
+    default, whole = tr.predict(images), tr.predict(images, batch_size=64)
+    assert torch.equal(default, whole) and torch.equal(default, tr.predict(images, batch_size=7))
+    assert default.shape == (40, 1, 64, 64) and tr.S.training  # the network goes back to training mode

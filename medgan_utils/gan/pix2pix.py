@@ -231,9 +231,13 @@ class PairTrainer:
             self.best = {"score": score, "step": step, "state": copy.deepcopy(net.state_dict())}
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, net: str = "S", batch_size: int = 64) -> torch.Tensor:
-        """``net``'s outputs (CPU float32) in eval mode."""
+    def predict(self, images: torch.Tensor, net: str = "S", batch_size: int | None = None) -> torch.Tensor:
+        """``net``'s outputs (CPU float32) in eval mode, ``batch_size`` images at a time (default: 64 on a GPU; on
+        a CPU about 64k pixels, 16 images at 64 px, where a U-Net ran 1.6x faster than at 64 with the same bits)."""
         model: nn.Module = getattr(self, net)
+        if batch_size is None:
+            pixels = int(images.shape[-1]) * int(images.shape[-2])
+            batch_size = 64 if self.device.type != "cpu" else max(8, min(64, (1 << 16) // max(1, pixels)))
         was = model.training
         model.eval()
         out = []
