@@ -2,6 +2,7 @@
 cells (for the tests that tie a notebook's visible step to the package's copy)."""
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,27 @@ def fast_run_and_pack(notebook: str, root: Path) -> dict:
     run = fast_run(notebook, root / "run")
     build_pack(root / "run", root / "pack", echo=lambda *a, **k: None)
     return {"root": root, "pack": root / "pack", "run": run}
+
+
+def tiny_net(seed: int):
+    """A tiny seeded network with a batch norm (float and integer buffers), for pack and checkpoint tests."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+
+
+def flip_byte(path: Path, offset: int = -20) -> Path:
+    """Change one byte of ``path``: a tampered or half-copied file, whose SHA-256 no longer matches."""
+    data = bytearray(Path(path).read_bytes())
+    data[offset] ^= 0xFF
+    Path(path).write_bytes(bytes(data))
+    return Path(path)
+
+
+def tampered_copy(pack: Path, dest: Path, member: str, offset: int = -100) -> Path:
+    """A copy of the pack at ``dest`` with one byte of ``member`` (a path inside the pack) changed."""
+    shutil.copytree(pack, dest)
+    flip_byte(Path(dest) / member, offset)
+    return Path(dest)

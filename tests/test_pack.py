@@ -6,22 +6,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from medgan_utils import NoPack, PackError, open_pack, record_results, save_run_networks
 from medgan_utils.core.io import umask_mode
 from medgan_utils.course.pretrained import MANIFEST, sha256_file
 from medgan_utils.tools.cli import main
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run, fast_run_and_pack
+from tests.helpers import fast_run, fast_run_and_pack, flip_byte, tampered_copy
+from tests.helpers import tiny_net as tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = {"DATASET": "pneumoniamnist", "IMAGE_SIZE": 28, "CHANNELS": 1, "LATENT_DIM": 4}
-
-
-def tiny(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
 
 
 @pytest.fixture
@@ -113,10 +108,7 @@ def _fallback(pack_dir, params=PARAMS) -> str:
 
 
 def test_tampered_file_falls_back_with_one_line(pack):
-    path = pack / "03" / "discriminator.pt"
-    data = bytearray(path.read_bytes())
-    data[-20] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip_byte(pack / "03" / "discriminator.pt")
     assert "SHA-256" in _fallback(pack)
     with pytest.raises(PackError, match="discriminator.*SHA-256.*Fix"):
         verify_pack(pack, echo=lambda *a: None)
@@ -252,13 +244,7 @@ def trained_03(tmp_path_factory):
 
 @pytest.mark.slow
 def test_notebook_03_falls_back_to_training_on_a_tampered_pack(trained_03):
-    import shutil
-
-    bad = trained_03["root"] / "tampered"
-    shutil.copytree(trained_03["pack"], bad)
-    data = bytearray((bad / "03" / "generator.pt").read_bytes())
-    data[-100] ^= 0xFF
-    (bad / "03" / "generator.pt").write_bytes(bytes(data))
+    bad = tampered_copy(trained_03["pack"], trained_03["root"] / "tampered", "03/generator.pt")
     out = _run_03(trained_03["root"] / "fallback", {"PRETRAINED": str(bad), "EPOCHS": 1})
     rec = out["results"]
     assert rec["pretrained"] is None and rec["metrics"]["updates"] > 8  # trained as usual: a whole epoch
@@ -327,10 +313,7 @@ def test_05_a_mismatching_parameter_or_a_missing_family_falls_back(pack_05):
 
 
 def test_05_a_tampered_member_of_a_family_falls_back(pack_05):
-    path = pack_05 / "05" / "segmenter_1.pt"
-    data = bytearray(path.read_bytes())
-    data[-20] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip_byte(pack_05 / "05" / "segmenter_1.pt")
     lines = []
     assert not open_pack(pack_05, "05", params=PARAMS_05, echo=lines.append)
     assert "segmenter_1" in lines[0] and "SHA-256" in lines[0]

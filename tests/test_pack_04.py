@@ -1,27 +1,21 @@
 """Notebook 04 and the workshop pack: its families (one generator per fraction and seed, one classifier per scored
 run), and the issue's acceptance test: one pack built from fast runs of 03 and 04, verified, reused by both."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from medgan_utils import NoPack, open_pack, record_results, save_run_networks
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run, notebook_text
+from tests.helpers import fast_run, notebook_text, tampered_copy
+from tests.helpers import tiny_net as tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 NB03, NB04 = ROOT / "notebooks" / "03_dcgan.ipynb", ROOT / "notebooks" / "04_augmentation.ipynb"
 PARAMS_04 = {"DATASET": "breastmnist", "SPLIT": "published", "SEED": 0, "IMAGE_SIZE": 28, "GAN_BASE": 32,
              "LATENT_DIM": 100, "CLASSIFIER": "cnn"}
-
-
-def tiny(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
 
 
 @pytest.fixture
@@ -166,12 +160,7 @@ def test_one_pack_of_03_and_04_is_verified_and_reused_by_both(pack_03_04):
 
 @pytest.mark.slow
 def test_04_falls_back_to_training_on_a_tampered_pack(pack_03_04):
-    bad = pack_03_04["root"] / "tampered"
-    shutil.copytree(pack_03_04["pack"], bad)
-    path = bad / "04" / "classifier_0.pt"
-    data = bytearray(path.read_bytes())
-    data[-100] ^= 0xFF
-    path.write_bytes(bytes(data))
+    bad = tampered_copy(pack_03_04["pack"], pack_03_04["root"] / "tampered", "04/classifier_0.pt")
     out = _run(NB04, pack_03_04["root"] / "fallback", {"PRETRAINED": str(bad)})
     rec = out["results"]
     assert rec["pretrained"] is None and rec["metrics"]["updates"] > 100  # trained as usual

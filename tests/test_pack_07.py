@@ -1,7 +1,5 @@
 """Notebook 07 and the workshop pack: its names and families, the ring generator it saves, and 07 with a pack."""
-import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +8,7 @@ import torch
 from medgan_utils import NoPack, make_generator, open_pack, record_results, save_run_networks, train_ring_gan
 from medgan_utils.course.pretrained import MANIFEST, PACK_MATCH, PACK_NETWORKS, expand_names, sha256_file
 from medgan_utils.tools.pack import build_pack, verify_pack
-from tests.helpers import fast_run, fast_run_and_pack
+from tests.helpers import fast_run, fast_run_and_pack, tampered_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 NB07 = ROOT / "notebooks" / "07_challenges.ipynb"
@@ -134,12 +132,7 @@ def test_notebook_07_reuses_every_generator_rescores_them_and_trains_only_the_de
 
 @pytest.mark.slow
 def test_notebook_07_falls_back_to_training_on_a_mismatching_parameter_or_a_tampered_file(trained_07):
-    bad = trained_07["root"] / "tampered"
-    shutil.copytree(trained_07["pack"], bad)
-    target = bad / "07" / "scarcity_G_0.25_plain_0.pt"
-    data = bytearray(target.read_bytes())
-    data[-50] ^= 0xFF
-    target.write_bytes(bytes(data))
+    bad = tampered_copy(trained_07["pack"], trained_07["root"] / "tampered", "07/scarcity_G_0.25_plain_0.pt", -50)
     cheap = {"LABS": ["stability"], "LOSSES": ["non-saturating"], "EPOCHS": 1, "RING_STEPS": 10}
     for params, why in (({"PRETRAINED": str(trained_07["pack"]), "BASE": 16, **cheap}, "BASE=32"),
                         ({"PRETRAINED": str(bad), **cheap}, "SHA-256")):
